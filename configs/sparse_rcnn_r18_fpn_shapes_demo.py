@@ -1,0 +1,97 @@
+# CPU demo: Sparse R-CNN scaled down to train from scratch in minutes on the
+# bundled synthetic shapes data (tools/make_demo_data.py generates it).
+# Also the template for training on your own COCO-format data: change
+# `classes`, `data_root`, the annotation files and `num_classes`.
+_base_ = './sparse_rcnn_r50_fpn_1x_coco.py'
+
+classes = ('circle', 'square', 'triangle', 'star', 'cross')
+data_root = 'data/shapes/'
+num_stages = 3
+num_proposals = 40
+channels = 128
+img_scale = (256, 256)
+
+model = dict(
+    backbone=dict(
+        depth=18,
+        frozen_stages=-1,
+        norm_eval=False,
+        init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
+    rpn_head=dict(
+        num_proposals=num_proposals, proposal_feature_channel=channels),
+    roi_head=dict(
+        num_stages=num_stages,
+        stage_loss_weights=[1] * num_stages,
+        proposal_feature_channel=channels,
+        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_head=dict(
+            num_classes=len(classes),
+            in_channels=channels,
+            feedforward_channels=4 * channels,
+            dynamic_conv_cfg=dict(
+                in_channels=channels,
+                feat_channels=32,
+                out_channels=channels))),
+    test_cfg=dict(rcnn=dict(max_per_img=num_proposals)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+metainfo = dict(classes=classes)
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=False, min_size=0),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[10],
+        gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-4))
+auto_scale_lr = dict(base_batch_size=4)
+
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=4, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+log_processor = dict(window_size=20)

@@ -1,0 +1,32 @@
+# Sparse R-CNN, Swin-T backbone (MMDetection's SwinTransformer), 100
+# proposals, multi-scale 3x schedule.
+_base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
+
+# Local ImageNet-1k Swin-T weights (official release file, converted on load);
+# edit the path, or set it to None to train from scratch.
+pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SwinTransformer',
+        embed_dims=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        mlp_ratio=4,
+        qkv_bias=True,
+        drop_path_rate=0.2,
+        patch_norm=True,
+        out_indices=(0, 1, 2, 3),
+        convert_weights=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+
+# Base AdamW; no weight decay on Swin's position tables and norms.
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        custom_keys={
+            'absolute_pos_embed': dict(decay_mult=0.),
+            'relative_position_bias_table': dict(decay_mult=0.),
+            'norm': dict(decay_mult=0.)
+        }))

@@ -1,0 +1,18 @@
+"""High-level APIs of ``mmdet_sparse``: inference on images and videos."""
+from .checkpoint import allow_runner_checkpoints, runner_checkpoint_globals
+from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
+                          setup_cpu_distributed)
+from .inference import (COCO_CATEGORY_IDS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
+                        InferenceInputError, InferenceInputs,
+                        build_inferencer, coco_category_ids, collect_inputs,
+                        default_device, det_sample_to_coco, draw, predict,
+                        read_image, run_inference)
+
+__all__ = [
+    'allow_runner_checkpoints', 'runner_checkpoint_globals',
+    'CPUBFloat16OptimWrapper', 'enable_amp', 'setup_cpu_distributed',
+    'COCO_CATEGORY_IDS', 'IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS',
+    'InferenceInputError', 'InferenceInputs', 'build_inferencer',
+    'coco_category_ids', 'collect_inputs', 'default_device',
+    'det_sample_to_coco', 'draw', 'predict', 'read_image', 'run_inference'
+]

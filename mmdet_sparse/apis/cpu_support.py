@@ -1,0 +1,142 @@
+"""Config adjustments that let the train/test tools run without CUDA.
+
+* Mixed precision: mmengine's ``AmpOptimWrapper`` refuses to start without an
+  accelerator, so :func:`enable_amp` selects float16 + ``AmpOptimWrapper`` on
+  CUDA and bfloat16 autocast (:class:`CPUBFloat16OptimWrapper`, no loss
+  scaler) on the CPU.
+* Distribution: with ``--launcher pytorch`` mmengine's ``init_dist`` calls
+  ``torch.cuda.set_device`` and its default DDP wrapper passes GPU
+  ``device_ids``; :func:`setup_cpu_distributed` initialises the process group
+  itself (gloo) and wraps the model without ``device_ids``.
+"""
+import datetime
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Set, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+CPU_AMP_WRAPPER = 'CPUBFloat16OptimWrapper'
+DDP_TYPES = ('MMDistributedDataParallel', 'DistributedDataParallel')
+
+
+def _float32(value: Any) -> Any:
+    """``value`` with its floating-point tensors (also nested) as float32."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _float32(v) for k, v in value.items()}
+    return value
+
+
+def needs_float32(module: torch.nn.Module) -> bool:
+    """Modules that must see float32 inputs under CPU bfloat16 autocast.
+
+    mmcv's compiled CPU kernels (``RoIAlign``, ...) have no bfloat16 version,
+    and an RoI extractor casts the box coordinates to its features' dtype,
+    which in bfloat16 would round them to several pixels.
+    """
+    from mmdet.models.roi_heads.roi_extractors import BaseRoIExtractor
+    return isinstance(module, BaseRoIExtractor) or \
+        type(module).__module__.startswith('mmcv.ops.')
+
+
+@OPTIM_WRAPPERS.register_module(name=CPU_AMP_WRAPPER, force=True)
+class CPUBFloat16OptimWrapper(OptimWrapper):
+    """Optimizer wrapper that runs the forward pass under CPU autocast.
+
+    bfloat16 keeps float32's exponent range, so no loss scaling is needed:
+    ``backward``/``step`` are the plain ones. Modules for which
+    :func:`needs_float32` holds get their inputs cast to float32.
+
+    Args:
+        dtype (str | torch.dtype): Autocast dtype; CPU autocast only
+            supports ``'bfloat16'``.
+        **kwargs: Passed to :class:`OptimWrapper`.
+    """
+
+    def __init__(self,
+                 dtype: Union[str, torch.dtype] = 'bfloat16',
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype != torch.bfloat16:
+            raise ValueError(f'CPU autocast supports bfloat16 only, got '
+                             f'{dtype}')
+        self.cast_dtype = dtype
+        self._hooked: Set[int] = set()
+
+    def _add_float32_hooks(self, model: torch.nn.Module) -> None:
+        """Once per model, give :func:`needs_float32` modules float32."""
+        if id(model) in self._hooked:
+            return
+        self._hooked.add(id(model))
+        for module in model.modules():
+            if needs_float32(module):
+                module.register_forward_pre_hook(
+                    lambda _, args, kwargs: (_float32(args),
+                                             _float32(kwargs)),
+                    with_kwargs=True)
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
+        """Gradient-accumulation context plus bfloat16 CPU autocast."""
+        self._add_float32_hooks(model)
+        with super().optim_context(model), torch.autocast(
+                device_type='cpu', dtype=self.cast_dtype):
+            yield
+
+
+def enable_amp(cfg: Config) -> str:
+    """Switch ``cfg.optim_wrapper`` to mixed precision; returns a summary.
+
+    CUDA: ``AmpOptimWrapper`` with dynamic loss scaling (float16 unless the
+    config sets ``dtype``). No CUDA: :class:`CPUBFloat16OptimWrapper` with
+    ``dtype='bfloat16'`` and no loss scaler.
+    """
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+        dtype = cfg.optim_wrapper.get('dtype') or 'float16'
+        return f'AMP: {dtype} autocast on CUDA, dynamic loss scaling'
+    cfg.optim_wrapper.type = CPU_AMP_WRAPPER
+    cfg.optim_wrapper.dtype = 'bfloat16'
+    cfg.optim_wrapper.pop('loss_scale', None)
+    return 'AMP: no CUDA device, bfloat16 autocast on CPU, no loss scaling'
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Prepare a ``--launcher pytorch`` run on a machine without CUDA.
+
+    Initialises the process group with the config's backend, which must be
+    gloo, and makes the Runner wrap the model in DDP without ``device_ids``.
+    Does nothing when CUDA is available or the group already exists.
+    """
+    if torch.cuda.is_available() or torch.distributed.is_initialized():
+        return
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    backend = dist_cfg.pop('backend', 'nccl')
+    if backend != 'gloo':
+        raise RuntimeError(
+            f'No CUDA device: distributed runs need the gloo backend, but '
+            f'env_cfg.dist_cfg.backend is {backend!r}. Add '
+            f'--cfg-options env_cfg.dist_cfg.backend=gloo')
+    if isinstance(dist_cfg.get('timeout'), (int, float)):
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    torch.distributed.init_process_group(
+        backend='gloo',
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']),
+        **dist_cfg)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if wrapper.get('type', DDP_TYPES[0]) in DDP_TYPES:
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

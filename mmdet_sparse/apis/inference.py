@@ -1,0 +1,290 @@
+"""Inference on images, folders of images and videos.
+
+The helpers here back ``tools/infer.py``:
+
+* :func:`collect_inputs` turns a path into an :class:`InferenceInputs` (an
+  image, a folder of images or a video) and fails loudly, naming the path,
+  on missing or empty inputs.
+* :func:`build_inferencer` builds MMDetection's ``DetInferencer`` for a
+  config and checkpoint of this package.
+* :func:`det_sample_to_coco` converts one prediction into COCO result
+  records (``bbox`` as ``[x, y, w, h]``) with *all* boxes: the score
+  threshold only concerns drawing.
+* :func:`run_inference` runs everything and writes ``vis/`` and
+  ``results.json`` under an output folder.
+"""
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .checkpoint import allow_runner_checkpoints
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
+                    '.tiff', '.webp')
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg',
+                    '.webm', '.wmv')
+
+# The 80 COCO category ids (1..90 without the ten unused ones).
+_COCO_UNUSED_IDS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in _COCO_UNUSED_IDS]
+
+
+class InferenceInputError(ValueError):
+    """An input path that cannot be used for inference."""
+
+
+@dataclass
+class InferenceInputs:
+    """What to run inference on.
+
+    Attributes:
+        kind (str): ``'image'``, ``'folder'`` or ``'video'``.
+        source (str): The path given by the user.
+        files (list[str]): The image files (one for ``'image'``, the sorted
+            images of the folder for ``'folder'``) or the video file.
+    """
+    kind: str
+    source: str
+    files: List[str] = field(default_factory=list)
+
+
+def _has_ext(path: str, extensions: Sequence[str]) -> bool:
+    """Whether ``path`` ends with one of ``extensions`` (any case)."""
+    return path.lower().endswith(tuple(extensions))
+
+
+def collect_inputs(path: str) -> InferenceInputs:
+    """Classify ``path`` as an image, a folder of images or a video.
+
+    A folder contributes the image files directly inside it (not in
+    sub-folders), sorted by name.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        InferenceInputError: the folder holds no image, or the file is
+            neither an image nor a video by its extension.
+    """
+    if not osp.exists(path):
+        raise FileNotFoundError(f'Input not found: {path}')
+    if osp.isdir(path):
+        files = sorted(
+            osp.join(path, name) for name in os.listdir(path)
+            if osp.isfile(osp.join(path, name))
+            and _has_ext(name, IMAGE_EXTENSIONS))
+        if not files:
+            raise InferenceInputError(
+                f'No image files ({", ".join(IMAGE_EXTENSIONS)}) in folder: '
+                f'{path}')
+        return InferenceInputs('folder', path, files)
+    if _has_ext(path, IMAGE_EXTENSIONS):
+        return InferenceInputs('image', path, [path])
+    if _has_ext(path, VIDEO_EXTENSIONS):
+        return InferenceInputs('video', path, [path])
+    raise InferenceInputError(
+        f'Unsupported input file (expected an image {IMAGE_EXTENSIONS} or a '
+        f'video {VIDEO_EXTENSIONS}): {path}')
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image as a BGR ``uint8`` array.
+
+    Raises:
+        InferenceInputError: the file cannot be decoded as an image.
+    """
+    import mmcv
+    try:
+        img = mmcv.imread(path, channel_order='bgr')
+    except Exception as exc:  # decoding errors differ between backends
+        raise InferenceInputError(
+            f'Cannot decode image: {path} ({exc})') from exc
+    if img is None or img.size == 0:
+        raise InferenceInputError(f'Cannot decode image: {path}')
+    return img
+
+
+def coco_category_ids(classes: Sequence[str]) -> List[int]:
+    """Category ids for the model's classes, in label order.
+
+    The 80 COCO classes get their official COCO ids; any other class list
+    gets ``1..len(classes)``.
+    """
+    from mmdet.evaluation import get_classes
+    if tuple(classes) == tuple(get_classes('coco')):
+        return list(COCO_CATEGORY_IDS)
+    return list(range(1, len(classes) + 1))
+
+
+def det_sample_to_coco(data_sample: Any,
+                       image_id: Optional[int] = None,
+                       file_name: Optional[str] = None,
+                       cat_ids: Optional[Sequence[int]] = None
+                       ) -> List[Dict[str, Any]]:
+    """COCO result records for every predicted box of one image.
+
+    Args:
+        data_sample (DetDataSample): A prediction with ``pred_instances``
+            holding ``bboxes`` (``x1, y1, x2, y2``), ``scores`` and
+            ``labels``.
+        image_id (int, optional): Written as ``image_id`` when given.
+        file_name (str, optional): Written as ``file_name`` when given.
+        cat_ids (Sequence[int], optional): ``category_id`` of each label;
+            the label itself when not given.
+
+    Returns:
+        list[dict]: One record per box, ``bbox`` as ``[x, y, w, h]``. No
+        score threshold is applied.
+    """
+    pred = data_sample.pred_instances
+    bboxes = _to_numpy(pred.bboxes).reshape(-1, 4).astype(np.float64)
+    scores = _to_numpy(pred.scores).reshape(-1).astype(np.float64)
+    labels = _to_numpy(pred.labels).reshape(-1).astype(np.int64)
+    records = []
+    for (x1, y1, x2, y2), score, label in zip(bboxes, scores, labels):
+        record: Dict[str, Any] = {}
+        if image_id is not None:
+            record['image_id'] = int(image_id)
+        if file_name is not None:
+            record['file_name'] = file_name
+        if cat_ids is not None:
+            if not 0 <= label < len(cat_ids):
+                raise IndexError(f'Label {label} has no category id '
+                                 f'({len(cat_ids)} ids given)')
+            record['category_id'] = int(cat_ids[label])
+        else:
+            record['category_id'] = int(label)
+        record['bbox'] = [float(x1), float(y1), float(x2 - x1),
+                          float(y2 - y1)]
+        record['score'] = float(score)
+        records.append(record)
+    return records
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """A tensor or array-like as a NumPy array."""
+    if hasattr(value, 'detach'):
+        value = value.detach().float().cpu().numpy() \
+            if value.is_floating_point() else value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def default_device() -> str:
+    """``'cuda'`` when a CUDA device is available, else ``'cpu'``."""
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def build_inferencer(config: str, checkpoint: str, device: str = 'cpu'):
+    """MMDetection's ``DetInferencer`` for a model of this package."""
+    for path in (config, checkpoint):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'File not found: {path}')
+    import mmdet_sparse
+    from mmdet.apis import DetInferencer
+    mmdet_sparse.register_all_modules(init_default_scope=False)
+    allow_runner_checkpoints()
+    return DetInferencer(
+        model=config,
+        weights=checkpoint,
+        device=device,
+        scope='mmdet_sparse',
+        show_progress=False)
+
+
+def predict(inferencer: Any, img_bgr: np.ndarray) -> Any:
+    """The ``DetDataSample`` predicted for one BGR image."""
+    result = inferencer(
+        img_bgr, return_datasamples=True, no_save_vis=True, no_save_pred=True)
+    return result['predictions'][0]
+
+
+def draw(inferencer: Any, img_bgr: np.ndarray, data_sample: Any,
+         score_thr: float, out_file: Optional[str] = None) -> np.ndarray:
+    """Draw the boxes scoring at least ``score_thr``; returns a BGR image."""
+    visualizer = inferencer.visualizer
+    if visualizer is None:
+        raise RuntimeError('Drawing needs a `visualizer` in the config')
+    visualizer.add_datasample(
+        'inference',
+        np.ascontiguousarray(img_bgr[..., ::-1]),
+        data_sample,
+        draw_gt=False,
+        pred_score_thr=score_thr,
+        out_file=out_file)
+    return np.ascontiguousarray(visualizer.get_image()[..., ::-1])
+
+
+def _run_video(inferencer: Any, path: str, vis_dir: str, score_thr: float,
+               cat_ids: Sequence[int]) -> List[Dict[str, Any]]:
+    """Predict every frame of a video and write the annotated video."""
+    import cv2
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise InferenceInputError(f'Cannot open video: {path}')
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    name = osp.basename(path)
+    out_file = osp.join(vis_dir, osp.splitext(name)[0] + '.mp4')
+    writer = None
+    records: List[Dict[str, Any]] = []
+    frame_id = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            sample = predict(inferencer, frame)
+            records += det_sample_to_coco(sample, frame_id, name, cat_ids)
+            drawn = draw(inferencer, frame, sample, score_thr)
+            if writer is None:
+                h, w = drawn.shape[:2]
+                writer = cv2.VideoWriter(
+                    out_file, cv2.VideoWriter_fourcc(*'mp4v'), fps, (w, h))
+                if not writer.isOpened():
+                    raise RuntimeError(f'Cannot write video: {out_file}')
+            writer.write(drawn)
+            frame_id += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if frame_id == 0:
+        raise InferenceInputError(f'No frame could be read from video: '
+                                  f'{path}')
+    return records
+
+
+def run_inference(inferencer: Any, inputs: InferenceInputs, out_dir: str,
+                  score_thr: float = 0.3) -> Dict[str, Any]:
+    """Run ``inferencer`` on ``inputs``; write ``vis/`` and ``results.json``.
+
+    Images are all decoded first, so that an unreadable one stops the run
+    before any model work, with its path in the error.
+
+    Returns:
+        dict: ``vis_dir``, ``results_file`` and ``num_records``.
+    """
+    vis_dir = osp.join(out_dir, 'vis')
+    os.makedirs(vis_dir, exist_ok=True)
+    cat_ids = coco_category_ids(inferencer.model.dataset_meta['classes'])
+    if inputs.kind == 'video':
+        records = _run_video(inferencer, inputs.files[0], vis_dir, score_thr,
+                             cat_ids)
+    else:
+        for path in inputs.files:  # fail early on an unreadable image
+            read_image(path)
+        records = []
+        for image_id, path in enumerate(inputs.files):
+            img = read_image(path)
+            sample = predict(inferencer, img)
+            name = osp.basename(path)
+            records += det_sample_to_coco(sample, image_id, name, cat_ids)
+            draw(inferencer, img, sample, score_thr,
+                 out_file=osp.join(vis_dir, name))
+    results_file = osp.join(out_dir, 'results.json')
+    with open(results_file, 'w') as f:
+        json.dump(records, f)
+    return dict(
+        vis_dir=vis_dir, results_file=results_file, num_records=len(records))

@@ -1,0 +1,1 @@
+"""Training-loop helpers (hooks) of ``mmdet_sparse``."""

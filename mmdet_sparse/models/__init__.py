@@ -1,0 +1,6 @@
+"""Models of ``mmdet_sparse``: Sparse R-CNN heads and extra backbones."""
+from . import backbones, dense_heads, roi_heads  # noqa: F401
+from .dense_heads import EmbeddingRPNHead
+from .roi_heads import DIIHead, DynamicConv, SparseRoIHead
+
+__all__ = ['EmbeddingRPNHead', 'SparseRoIHead', 'DIIHead', 'DynamicConv']

@@ -1,0 +1,290 @@
+"""Adapter pieces of the ViT-Adapter backbone.
+
+* :class:`SpatialPriorModule`: a small conv net giving the stride 4/8/16/32
+  "spatial prior" maps, projected to the ViT width.
+* :class:`Injector`: spatial-prior tokens -> ViT tokens (deformable
+  cross-attention, layer-scale ``gamma`` initialised to 0).
+* :class:`Extractor`: ViT tokens -> spatial-prior tokens (deformable
+  cross-attention + :class:`ConvFFN`).
+* :class:`InteractionBlock`: injector, a run of ViT blocks, extractor(s).
+
+Spatial-prior tokens ``c`` are the stride 8, 16 and 32 maps flattened and
+concatenated, (B, N8 + N16 + N32, C).
+"""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmcv.ops import MultiScaleDeformableAttention
+from torch import Tensor
+
+Shapes = List[Tuple[int, int]]
+
+
+def _reference_points(shapes: Shapes, device: torch.device) -> Tensor:
+    """Normalised pixel centres of each (h, w) grid, concatenated:
+    (1, sum(h*w), 1, 2) as (x, y) in [0, 1]."""
+    points = []
+    for h, w in shapes:
+        ys, xs = torch.meshgrid(
+            (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h,
+            (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w,
+            indexing='ij')
+        points.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], -1))
+    return torch.cat(points)[None, :, None]
+
+
+def deform_inputs(prior_shapes: Shapes, vit_shape: Tuple[int, int],
+                  device: torch.device) -> Tuple[Dict, Dict]:
+    """Reference points and value layouts of the two attention directions.
+
+    Args:
+        prior_shapes (list[tuple[int, int]]): (h, w) of the stride 8, 16, 32
+            spatial-prior maps.
+        vit_shape (tuple[int, int]): (h, w) of the ViT token grid.
+        device (torch.device): Device of the returned tensors.
+
+    Returns:
+        tuple[dict, dict]: Keyword arguments (``reference_points``,
+        ``spatial_shapes``, ``level_start_index``) for the injector (queries:
+        ViT tokens, values: the 3 prior levels) and for the extractor
+        (queries: prior tokens, values: the ViT tokens).
+    """
+
+    def layout(shapes: Shapes) -> Tuple[Tensor, Tensor]:
+        spatial = torch.as_tensor(shapes, dtype=torch.long, device=device)
+        sizes = spatial.prod(1)
+        return spatial, torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+
+    spatial, start = layout(prior_shapes)
+    inj = dict(reference_points=_reference_points([vit_shape], device),
+               spatial_shapes=spatial, level_start_index=start)
+    spatial, start = layout([vit_shape])
+    ext = dict(reference_points=_reference_points(prior_shapes, device),
+               spatial_shapes=spatial, level_start_index=start)
+    return inj, ext
+
+
+class SpatialPriorModule(nn.Module):
+    """Conv stem giving spatial priors at strides 4, 8, 16 and 32.
+
+    Args:
+        inplanes (int): Stem width; the strided stages have 2x, 4x, 4x.
+            Defaults to 64.
+        embed_dims (int): Output channels (the ViT width). Defaults to 384.
+        norm_cfg (dict): Norm layer config. Defaults to BN.
+    """
+
+    def __init__(self,
+                 inplanes: int = 64,
+                 embed_dims: int = 384,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, stride: int) -> List[nn.Module]:
+            return [
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                build_norm_layer(norm_cfg, cout)[1],
+                nn.ReLU(inplace=True)
+            ]
+
+        self.stem = nn.Sequential(*conv(3, inplanes, 2),
+                                  *conv(inplanes, inplanes, 1),
+                                  *conv(inplanes, inplanes, 1),
+                                  nn.MaxPool2d(3, 2, 1))
+        widths = [inplanes, 2 * inplanes, 4 * inplanes, 4 * inplanes]
+        self.stages = nn.ModuleList(
+            nn.Sequential(*conv(cin, cout, 2))
+            for cin, cout in zip(widths[:-1], widths[1:]))
+        self.projs = nn.ModuleList(
+            nn.Conv2d(cin, embed_dims, 1) for cin in widths)
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        """Image (B, 3, H, W) -> 4 maps (B, C, H/s, W/s), s = 4, 8, 16, 32."""
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        return [proj(f) for proj, f in zip(self.projs, feats)]
+
+
+class ConvFFN(nn.Module):
+    """Token MLP with a depthwise 3x3 conv on each prior level.
+
+    Args:
+        embed_dims (int): Input/output channels.
+        hidden_dims (int): Hidden channels.
+    """
+
+    def __init__(self, embed_dims: int, hidden_dims: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.dwconv = nn.Conv2d(
+            hidden_dims, hidden_dims, 3, 1, 1, groups=hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+
+    def forward(self, x: Tensor, shapes: Shapes) -> Tensor:
+        """Prior tokens (B, N, C) with levels of ``shapes`` -> (B, N, C)."""
+        x = self.fc1(x)
+        b, _, c = x.shape
+        parts = x.split([h * w for h, w in shapes], dim=1)
+        x = torch.cat([
+            self.dwconv(p.transpose(1, 2).reshape(b, c, h, w)).flatten(2)
+            for p, (h, w) in zip(parts, shapes)
+        ], dim=2).transpose(1, 2)
+        return self.fc2(self.act(x))
+
+
+class _CrossAttention(nn.Module):
+    """Normed queries/values into mmcv's multi-scale deformable attention,
+    returning only the attention output (no residual)."""
+
+    def __init__(self, embed_dims: int, num_heads: int, num_levels: int,
+                 num_points: int, value_ratio: float) -> None:
+        super().__init__()
+        self.query_norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.feat_norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = MultiScaleDeformableAttention(
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            num_levels=num_levels,
+            num_points=num_points,
+            dropout=0.,
+            batch_first=True,
+            value_proj_ratio=value_ratio)
+
+    def forward(self, query: Tensor, feat: Tensor, **layout) -> Tensor:
+        """Queries (B, Nq, C), values (B, Nv, C) -> (B, Nq, C)."""
+        return self.attn(
+            query=self.query_norm(query),
+            value=self.feat_norm(feat),
+            identity=torch.zeros_like(query),
+            **layout)
+
+
+class Injector(_CrossAttention):
+    """ViT tokens attend to the 3 prior levels; scaled by ``gamma`` (init 0).
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Deformable attention heads.
+        num_points (int): Sampling points per head and level.
+        value_ratio (float): Value projection width ratio.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, num_points: int,
+                 value_ratio: float) -> None:
+        super().__init__(embed_dims, num_heads, 3, num_points, value_ratio)
+        self.gamma = nn.Parameter(torch.zeros(embed_dims))
+
+    def forward(self, query: Tensor, feat: Tensor, **layout) -> Tensor:
+        """ViT tokens (B, N16, C), prior tokens (B, N, C) -> (B, N16, C)."""
+        return query + self.gamma * super().forward(query, feat, **layout)
+
+
+class Extractor(_CrossAttention):
+    """Prior tokens attend to the ViT tokens, then a :class:`ConvFFN`.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Deformable attention heads.
+        num_points (int): Sampling points per head.
+        value_ratio (float): Value projection width ratio.
+        cffn_ratio (float): ConvFFN hidden / embed channels.
+        drop_path (float): Stochastic depth on the ConvFFN branch.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, num_points: int,
+                 value_ratio: float, cffn_ratio: float,
+                 drop_path: float) -> None:
+        super().__init__(embed_dims, num_heads, 1, num_points, value_ratio)
+        self.ffn_norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.ffn = ConvFFN(embed_dims, int(embed_dims * cffn_ratio))
+        self.drop_path = (DropPath(drop_path)
+                          if drop_path > 0 else nn.Identity())
+
+    def forward(self, query: Tensor, feat: Tensor, prior_shapes: Shapes,
+                **layout) -> Tensor:
+        """Prior tokens (B, N, C), ViT tokens (B, N16, C) -> (B, N, C)."""
+        query = query + super().forward(query, feat, **layout)
+        ffn = self.ffn(self.ffn_norm(query), prior_shapes)
+        return query + self.drop_path(ffn)
+
+
+class InteractionBlock(nn.Module):
+    """Injector -> ViT blocks -> extractor (+ optional extra extractors).
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Deformable attention heads.
+        num_points (int): Sampling points.
+        value_ratio (float): Value projection width ratio.
+        cffn_ratio (float): ConvFFN hidden ratio.
+        drop_path (float): Stochastic depth on the ConvFFN branches.
+        num_extra_extractors (int): Extractors after the first one (the last
+            interaction stage uses 2). Defaults to 0.
+        with_cp (bool): Gradient checkpointing of each sub-module.
+            Defaults to False.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 num_points: int,
+                 value_ratio: float,
+                 cffn_ratio: float,
+                 drop_path: float,
+                 num_extra_extractors: int = 0,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.injector = Injector(embed_dims, num_heads, num_points,
+                                 value_ratio)
+        self.extractors = nn.ModuleList(
+            Extractor(embed_dims, num_heads, num_points, value_ratio,
+                      cffn_ratio, drop_path)
+            for _ in range(1 + num_extra_extractors))
+
+    def _run(self, fn: nn.Module, *args, **kwargs) -> Tensor:
+        if self.with_cp and torch.is_grad_enabled():
+            return cp.checkpoint(fn, *args, use_reentrant=False, **kwargs)
+        return fn(*args, **kwargs)
+
+    def forward(self, x: Tensor, c: Tensor, blocks: Sequence[nn.Module],
+                inj: Dict, ext: Dict, vit_shape: Tuple[int, int],
+                prior_shapes: Shapes) -> Tuple[Tensor, Tensor]:
+        """ViT tokens (B, N16, C) and prior tokens (B, N, C) -> same shapes.
+
+        ``inj``/``ext`` are the layouts from :func:`deform_inputs`.
+        """
+        x = self._run(self.injector, x, c, **inj)
+        for blk in blocks:
+            x = self._run(blk, x, *vit_shape)
+        for extractor in self.extractors:
+            c = self._run(extractor, c, x, prior_shapes, **ext)
+        return x, c
+
+
+def resize_pos_embed(pos_embed: Tensor, src: Tuple[int, int],
+                     dst: Tuple[int, int]) -> Tensor:
+    """Bicubically resize a (1, h*w, C) grid position embedding.
+
+    Args:
+        pos_embed (Tensor): (1, src_h * src_w, C), no class token.
+        src (tuple[int, int]): Its grid (h, w).
+        dst (tuple[int, int]): Target grid (h, w).
+
+    Returns:
+        Tensor: (1, dst_h * dst_w, C).
+    """
+    if tuple(src) == tuple(dst):
+        return pos_embed
+    c = pos_embed.shape[-1]
+    grid = pos_embed.reshape(1, *src, c).permute(0, 3, 1, 2)
+    grid = F.interpolate(
+        grid.float(), size=dst, mode='bicubic', align_corners=False)
+    return grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)

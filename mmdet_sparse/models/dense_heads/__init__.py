@@ -1,0 +1,3 @@
+from .embedding_rpn_head import EmbeddingRPNHead
+
+__all__ = ['EmbeddingRPNHead']

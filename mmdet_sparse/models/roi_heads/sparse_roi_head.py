@@ -1,0 +1,272 @@
+"""The iterative head of Sparse R-CNN."""
+from typing import List, Sequence, Tuple
+
+import torch
+from mmengine.model import ModuleList
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from mmdet.models.roi_heads import BaseRoIHead
+from mmdet.models.task_modules.samplers import PseudoSampler
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
+from mmdet_sparse.registry import MODELS, TASK_UTILS
+from ..dense_heads.embedding_rpn_head import images_whwh
+from .matching import BatchHungarianMatcher
+
+
+def _per_stage(cfg, num_stages: int, name: str) -> list:
+    """A list of ``num_stages`` configs from one config or a list."""
+    if isinstance(cfg, (list, tuple)):
+        if len(cfg) != num_stages:
+            raise ValueError(f'{name} has {len(cfg)} entries for '
+                             f'{num_stages} stages')
+        return list(cfg)
+    return [cfg] * num_stages
+
+
+@MODELS.register_module()
+class SparseRoIHead(BaseRoIHead):
+    """Sparse R-CNN's cascade of dynamic instance interactive stages.
+
+    Each stage pools RoI features of the current boxes, refines the proposal
+    features with a :class:`DIIHead`, and decodes new boxes. In training
+    each stage is matched to the ground truth one-to-one (Hungarian) and
+    supervised; boxes are detached between stages, proposal features are
+    not. At test time the last stage's ``N x K`` scores give the top
+    ``max_per_img`` detections, without NMS.
+
+    Args:
+        num_stages (int): Number of stages. Defaults to 6.
+        stage_loss_weights (Sequence[float]): Loss weight of each stage.
+        proposal_feature_channel (int): Proposal feature channels.
+        bbox_roi_extractor (dict | list[dict]): RoI extractor (shared by the
+            stages when one dict is given).
+        bbox_head (dict | list[dict]): Config of each stage's head.
+        mask_roi_extractor, mask_head: Not supported; must be None.
+        train_cfg (list[dict], optional): Per stage ``assigner`` (a
+            ``HungarianAssigner``), ``sampler`` (``PseudoSampler``) and
+            ``pos_weight``.
+        test_cfg (dict, optional): ``max_per_img``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 num_stages: int = 6,
+                 stage_loss_weights: Sequence[float] = (1, 1, 1, 1, 1, 1),
+                 proposal_feature_channel: int = 256,
+                 bbox_roi_extractor: ConfigType = dict(
+                     type='SingleRoIExtractor',
+                     roi_layer=dict(
+                         type='RoIAlign', output_size=7, sampling_ratio=2),
+                     out_channels=256,
+                     featmap_strides=[4, 8, 16, 32]),
+                 bbox_head: ConfigType = dict(type='DIIHead'),
+                 mask_roi_extractor: OptConfigType = None,
+                 mask_head: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 init_cfg: OptConfigType = None) -> None:
+        if mask_head is not None or mask_roi_extractor is not None:
+            raise NotImplementedError(
+                'SparseRoIHead of mmdet_sparse predicts boxes only; use '
+                "type='mmdet.SparseRoIHead' for a mask head (QueryInst).")
+        if len(stage_loss_weights) != num_stages:
+            raise ValueError(f'{len(stage_loss_weights)} stage_loss_weights '
+                             f'for {num_stages} stages')
+        self.num_stages = num_stages
+        self.stage_loss_weights = list(stage_loss_weights)
+        self.proposal_feature_channel = proposal_feature_channel
+        super().__init__(
+            bbox_roi_extractor=bbox_roi_extractor,
+            bbox_head=bbox_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            init_cfg=init_cfg)
+
+    def init_bbox_head(self, bbox_roi_extractor: ConfigType,
+                       bbox_head: ConfigType) -> None:
+        """Build the RoI extractor(s) and one head per stage."""
+        if isinstance(bbox_roi_extractor, (list, tuple)):
+            self.bbox_roi_extractor = ModuleList([
+                MODELS.build(cfg) for cfg in _per_stage(
+                    bbox_roi_extractor, self.num_stages, 'bbox_roi_extractor')
+            ])
+        else:
+            self.bbox_roi_extractor = MODELS.build(bbox_roi_extractor)
+        self.bbox_head = ModuleList([
+            MODELS.build(cfg)
+            for cfg in _per_stage(bbox_head, self.num_stages, 'bbox_head')
+        ])
+
+    def init_mask_head(self, *args, **kwargs) -> None:
+        raise NotImplementedError('SparseRoIHead predicts boxes only.')
+
+    def init_assigner_sampler(self) -> None:
+        """One batch matcher per stage, from ``train_cfg[stage].assigner``."""
+        self.matchers = []
+        if self.train_cfg is None:
+            return
+        stage_cfgs = _per_stage(self.train_cfg, self.num_stages, 'train_cfg')
+        for stage, cfg in enumerate(stage_cfgs):
+            assigner = TASK_UTILS.build(cfg['assigner'])
+            if not hasattr(assigner, 'match_costs'):
+                raise TypeError(f'train_cfg[{stage}].assigner must be a '
+                                'HungarianAssigner (with match_costs), got '
+                                f'{type(assigner).__name__}')
+            sampler = cfg.get('sampler', dict(type='PseudoSampler'))
+            if not isinstance(TASK_UTILS.build(sampler), PseudoSampler):
+                raise TypeError('Sparse R-CNN trains every proposal: '
+                                f'train_cfg[{stage}].sampler must be '
+                                f'PseudoSampler, got {sampler}')
+            self.matchers.append(BatchHungarianMatcher(assigner.match_costs))
+        self.train_cfg = stage_cfgs
+
+    def _extractor(self, stage: int) -> nn.Module:
+        if isinstance(self.bbox_roi_extractor, ModuleList):
+            return self.bbox_roi_extractor[stage]
+        return self.bbox_roi_extractor
+
+    def _stage_forward(self, stage: int, x: Tuple[Tensor], boxes: Tensor,
+                       feats: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Run one stage on a batch.
+
+        Args:
+            stage (int): Stage index.
+            x (tuple[Tensor]): FPN levels, each ``(B, C, H_l, W_l)``.
+            boxes (Tensor): Current boxes ``(B, N, 4)``, xyxy pixels.
+            feats (Tensor): Proposal features ``(B, N, C)``.
+
+        Returns:
+            tuple[Tensor]: logits ``(B, N, K)``, refined boxes ``(B, N, 4)``
+            (float32) and proposal features ``(B, N, C)``.
+        """
+        num_imgs, num_proposals = boxes.shape[:2]
+        img_ids = torch.arange(
+            num_imgs, device=boxes.device,
+            dtype=boxes.dtype).repeat_interleave(num_proposals)
+        rois = torch.cat([img_ids[:, None], boxes.reshape(-1, 4)], dim=1)
+        extractor = self._extractor(stage)
+        roi_feats = extractor(x[:extractor.num_inputs], rois)
+        head = self.bbox_head[stage]
+        cls_score, deltas, feats, _ = head(roi_feats, feats)
+        return cls_score, head.decode(boxes, deltas), feats
+
+    @staticmethod
+    def _proposals(rpn_results_list: InstanceList) -> Tuple[Tensor, Tensor]:
+        """Stack per-image proposals to ``(B, N, 4)`` and ``(B, N, C)``."""
+        boxes = torch.stack([res.bboxes for res in rpn_results_list])
+        feats = torch.stack([res.features for res in rpn_results_list])
+        return boxes, feats
+
+    def loss(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
+             batch_data_samples: SampleList) -> dict:
+        """Losses of all stages, keyed ``s{stage}.{name}``.
+
+        Args:
+            x (tuple[Tensor]): FPN levels.
+            rpn_results_list (list[InstanceData]): Proposals per image.
+            batch_data_samples (list[DetDataSample]): With ``gt_instances``.
+
+        Returns:
+            dict[str, Tensor]: ``s{i}.loss_cls``, ``s{i}.pos_acc``,
+            ``s{i}.loss_bbox``, ``s{i}.loss_iou`` for every stage ``i``.
+        """
+        metas = [s.metainfo for s in batch_data_samples]
+        gt_instances = [s.gt_instances for s in batch_data_samples]
+        boxes, feats = self._proposals(rpn_results_list)
+        num_proposals = boxes.size(1)
+        whwh = images_whwh(metas, boxes).float()
+        pred_whwh = whwh.repeat_interleave(num_proposals, dim=0)
+        gt_boxes = torch.cat([gt.bboxes for gt in gt_instances]).float()
+        gt_labels = torch.cat([gt.labels for gt in gt_instances])
+        # Every box is matched when it has a proposal; the normaliser is the
+        # number of matched boxes, averaged over processes, and at least one.
+        num_matched = sum(min(len(gt), num_proposals) for gt in gt_instances)
+        avg_factor = reduce_mean(whwh.new_tensor(float(num_matched)))
+        avg_factor = avg_factor.clamp(min=1.0)
+
+        losses = {}
+        for stage in range(self.num_stages):
+            head = self.bbox_head[stage]
+            cls_score, new_boxes, feats = self._stage_forward(
+                stage, x, boxes, feats)
+            matched = self.matchers[stage](cls_score.detach(),
+                                           new_boxes.detach(), gt_instances,
+                                           whwh, metas)
+            pos_mask = matched >= 0
+            pos_gt = matched[pos_mask]
+            labels = torch.full_like(matched, head.num_classes)
+            labels[pos_mask] = gt_labels[pos_gt]
+            label_weights = whwh.new_ones(matched.shape)
+            pos_weight = self.train_cfg[stage].get('pos_weight', 1)
+            if pos_weight > 0:
+                label_weights[pos_mask] = pos_weight
+            stage_losses = head.loss(
+                cls_score.reshape(-1, cls_score.size(-1)),
+                new_boxes.reshape(-1, 4), labels, label_weights, pos_mask,
+                gt_boxes[pos_gt], pred_whwh[pos_mask], avg_factor)
+            weight = self.stage_loss_weights[stage]
+            for name, value in stage_losses.items():
+                losses[f's{stage}.{name}'] = (
+                    value * weight if 'loss' in name else value)
+            boxes = new_boxes.detach()
+        return losses
+
+    def predict_bbox(self,
+                     x: Tuple[Tensor],
+                     batch_img_metas: List[dict],
+                     rpn_results_list: InstanceList,
+                     rcnn_test_cfg: ConfigType,
+                     rescale: bool = False) -> InstanceList:
+        """Detections of each image: top ``max_per_img`` (proposal, class)
+        pairs of the last stage, no NMS.
+
+        Args:
+            x (tuple[Tensor]): FPN levels.
+            batch_img_metas (list[dict]): Image metas.
+            rpn_results_list (list[InstanceData]): Proposals per image.
+            rcnn_test_cfg (dict): With ``max_per_img``.
+            rescale (bool): Map boxes back to the original image size.
+
+        Returns:
+            list[InstanceData]: ``bboxes`` ``(k, 4)``, ``scores`` ``(k,)``,
+            ``labels`` ``(k,)`` per image, sorted by score.
+        """
+        boxes, feats = self._proposals(rpn_results_list)
+        for stage in range(self.num_stages):
+            cls_score, boxes, feats = self._stage_forward(
+                stage, x, boxes, feats)
+        scores = self.bbox_head[-1].scores(cls_score.float())
+        num_classes = scores.size(-1)
+        scores = scores.flatten(1)  # (B, N*K), proposal-major
+        top = min(rcnn_test_cfg.get('max_per_img', 100), scores.size(1))
+        top_scores, top_idx = scores.topk(top, dim=1)
+        labels = top_idx % num_classes
+        box_idx = (top_idx // num_classes)[..., None].expand(-1, -1, 4)
+        det_boxes = boxes.gather(1, box_idx)
+        if rescale:
+            factors = det_boxes.new_tensor(
+                [meta['scale_factor'] for meta in batch_img_metas])
+            det_boxes = det_boxes / factors.repeat(1, 2)[:, None]
+        return [
+            InstanceData(bboxes=b, scores=s, labels=lab)
+            for b, s, lab in zip(det_boxes, top_scores, labels)
+        ]
+
+    def forward(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
+                batch_data_samples: SampleList) -> tuple:
+        """Raw outputs of every stage, without matching or post-processing.
+
+        Returns:
+            tuple: per stage a tuple ``(cls_score (B, N, K), boxes (B, N,
+            4))``.
+        """
+        boxes, feats = self._proposals(rpn_results_list)
+        outputs = []
+        for stage in range(self.num_stages):
+            cls_score, boxes, feats = self._stage_forward(
+                stage, x, boxes, feats)
+            outputs.append((cls_score, boxes))
+            boxes = boxes.detach()
+        return tuple(outputs)

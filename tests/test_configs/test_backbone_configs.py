@@ -1,0 +1,103 @@
+"""The backbone-variant configs: each builds its whole detector (pretrained
+weights off), the backbone feeds the FPN the channels/strides it expects, and
+a training step (loss + backward) runs on a tiny image."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+
+from mmdet.testing import demo_mm_inputs
+from mmdet_sparse.registry import MODELS
+from mmdet_sparse.utils import register_all_modules
+
+CONFIG_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'configs')
+CONFIGS = [
+    'sparse_rcnn_swin_t_fpn_3x_coco.py',
+    'sparse_rcnn_pvtv2_b2_fpn_3x_coco.py',
+    'sparse_rcnn_deit_adapter_small_fpn_3x_coco.py',
+    'sparse_rcnn_timm_convnext_tiny_fpn_3x_coco.py',
+    'sparse_rcnn_timm_resnet50_fpn_3x_coco.py',
+]
+# ViT-Adapter-S + FPN + Sparse R-CNN head with 300 proposals
+ADAPTER_MODEL_PARAMS = 109.7e6
+
+
+def _build(name: str, num_proposals: int = None):
+    """(config, detector) with pretrained weights off and SyncBN -> BN;
+    ``num_proposals`` overrides the config's (fewer is faster)."""
+    cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
+    assert cfg.default_scope == 'mmdet_sparse'
+    cfg.model.backbone.init_cfg = None  # no pretrained files in tests
+    if num_proposals:
+        cfg.model.rpn_head.num_proposals = num_proposals
+    register_all_modules()
+    return cfg, revert_sync_batchnorm(MODELS.build(cfg.model))
+
+
+def _param_groups(model, cfg) -> dict:
+    """{parameter name: (lr, weight decay)} of the config's optimiser."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    return {
+        names[id(p)]: (group['lr'], group['weight_decay'])
+        for group in optimizer.param_groups for p in group['params']
+    }
+
+
+def test_adapter_model_size_and_optimizer():
+    cfg, model = _build('sparse_rcnn_deit_adapter_small_fpn_3x_coco.py')
+    assert model.rpn_head.num_proposals == 300
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - ADAPTER_MODEL_PARAMS) < 0.01 * ADAPTER_MODEL_PARAMS
+
+    groups = _param_groups(model, cfg)
+    assert cfg.optim_wrapper.clip_grad.max_norm == 1
+    assert groups['backbone.blocks.0.attn.qkv.weight'] == (1e-4, 0.05)
+    for name in ('backbone.pos_embed', 'backbone.level_embed',
+                 'backbone.blocks.0.attn.qkv.bias',
+                 'backbone.blocks.0.norm1.weight',
+                 'backbone.spm.stem.1.weight',
+                 'backbone.interactions.0.injector.gamma'):
+        assert groups[name] == (1e-4, 0.), name
+    lr, wd = groups['rpn_head.init_proposal_features.weight']
+    assert lr == pytest.approx(2.5e-5) and wd == pytest.approx(1e-4)
+
+
+def test_swin_optimizer():
+    cfg, model = _build('sparse_rcnn_swin_t_fpn_3x_coco.py', num_proposals=8)
+    groups = _param_groups(model, cfg)
+    table = [n for n in groups if 'relative_position_bias_table' in n]
+    assert table and all(groups[n][1] == 0 for n in table)
+    assert groups['backbone.stages.0.blocks.0.norm1.weight'][1] == 0
+    assert groups['neck.fpn_convs.0.conv.weight'] == (2.5e-5, 1e-4)
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_builds_and_trains(name):
+    torch.manual_seed(0)
+    cfg, model = _build(name, num_proposals=8)
+    model.backbone.init_weights()
+    if name.startswith('sparse_rcnn_timm'):
+        assert list(model.backbone.out_channels) == cfg.model.neck.in_channels
+        assert list(model.backbone.strides) == [4, 8, 16, 32]
+
+    packed = demo_mm_inputs(
+        batch_size=1, image_shapes=[(3, 128, 160)], num_items=[2],
+        num_classes=80)
+    data = model.data_preprocessor(packed, training=True)
+    model.train()
+    feats = model.backbone(data['inputs'])
+    assert [f.shape[1] for f in feats] == cfg.model.neck.in_channels
+    assert [128 // f.shape[2] for f in feats] == \
+        cfg.model.roi_head.bbox_roi_extractor.featmap_strides
+
+    losses = model.loss(data['inputs'], data['data_samples'])
+    loss = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)

@@ -1,0 +1,57 @@
+from unittest import TestCase
+
+import torch
+
+from helpers import data_samples, fpn_features
+from mmdet_sparse.models import EmbeddingRPNHead
+
+
+class TestEmbeddingRPNHead(TestCase):
+
+    def test_whole_image_boxes_without_init_weights(self):
+        head = EmbeddingRPNHead(num_proposals=7, proposal_feature_channel=16)
+        samples = data_samples([(60, 90), (40, 30)], [1, 1])
+        results = head.predict(fpn_features([(60, 90), (40, 30)], 16),
+                               samples)
+        self.assertEqual(len(results), 2)
+        expected = torch.tensor([[0., 0., 90., 60.], [0., 0., 30., 40.]])
+        for res, box in zip(results, expected):
+            self.assertEqual(res.bboxes.shape, (7, 4))
+            self.assertEqual(res.features.shape, (7, 16))
+            self.assertTrue(torch.equal(res.bboxes, box.expand(7, 4)))
+
+    def test_init_weights_resets_boxes_keeps_features(self):
+        torch.manual_seed(0)
+        head = EmbeddingRPNHead(num_proposals=5, proposal_feature_channel=8)
+        with torch.no_grad():
+            head.init_proposal_bboxes.weight.uniform_()
+        feats = head.init_proposal_features.weight.clone()
+        head.init_weights()
+        self.assertTrue(
+            torch.equal(head.init_proposal_bboxes.weight,
+                        torch.tensor([[0.5, 0.5, 1., 1.]]).expand(5, 4)))
+        self.assertTrue(torch.equal(head.init_proposal_features.weight, feats))
+
+    def test_gradient_reaches_embeddings(self):
+        head = EmbeddingRPNHead(num_proposals=3, proposal_feature_channel=4)
+        boxes, feats = head([dict(img_shape=(10, 20))])
+        (boxes.sum() + feats.sum()).backward()
+        self.assertTrue(
+            torch.equal(head.init_proposal_bboxes.weight.grad[0],
+                        torch.tensor([40., 20., 0., 0.])))
+        self.assertTrue(torch.all(head.init_proposal_features.weight.grad == 1))
+
+    def test_loss_and_predict_has_no_loss(self):
+        head = EmbeddingRPNHead(num_proposals=2)
+        losses, results = head.loss_and_predict(
+            None, data_samples([(32, 32)], [1]))
+        self.assertEqual(losses, {})
+        self.assertEqual(len(results), 1)
+        with self.assertRaises(NotImplementedError):
+            head.loss()
+
+    def test_bad_arguments(self):
+        with self.assertRaises(ValueError):
+            EmbeddingRPNHead(num_proposals=0)
+        with self.assertRaises(ValueError):
+            EmbeddingRPNHead(init_cfg=dict(type='Normal'))

@@ -1,0 +1,104 @@
+import math
+from unittest import TestCase
+
+import torch
+
+from mmdet_sparse.models import DIIHead, DynamicConv
+
+
+def _naive_dynamic_conv(conv: DynamicConv, q: torch.Tensor,
+                        r: torch.Tensor) -> torch.Tensor:
+    """Per-proposal loop written straight from the paper's equations."""
+    outs = []
+    c_in, f, c_out = conv.in_channels, conv.feat_channels, conv.out_channels
+    for qi, ri in zip(q, r):
+        params = conv.dynamic_layer(qi)
+        w1 = params[:c_in * f].view(c_in, f)
+        w2 = params[c_in * f:].view(f, c_out)
+        x = ri.flatten(1).t() @ w1
+        x = torch.relu(conv.norm_in(x)) @ w2
+        x = torch.relu(conv.norm_out(x)).reshape(-1)
+        outs.append(torch.relu(conv.fc_norm(conv.fc_layer(x))))
+    return torch.stack(outs)
+
+
+class TestDynamicConv(TestCase):
+
+    def test_matches_per_proposal_loop(self):
+        torch.manual_seed(0)
+        conv = DynamicConv(in_channels=16, feat_channels=4, input_feat_shape=3)
+        q, r = torch.randn(5, 16), torch.randn(5, 16, 3, 3)
+        out = conv(q, r)
+        self.assertEqual(out.shape, (5, 16))
+        torch.testing.assert_close(out, _naive_dynamic_conv(conv, q, r))
+
+    def test_without_projection(self):
+        conv = DynamicConv(
+            in_channels=8, feat_channels=2, out_channels=6,
+            input_feat_shape=2, with_proj=False)
+        self.assertEqual(conv(torch.randn(3, 8), torch.randn(3, 8, 2, 2)).shape,
+                         (3, 4, 6))
+
+
+class TestDIIHead(TestCase):
+
+    def _head(self, **kwargs):
+        cfg = dict(
+            num_classes=3,
+            in_channels=32,
+            feedforward_channels=64,
+            num_heads=4,
+            dynamic_conv_cfg=dict(
+                type='DynamicConv',
+                in_channels=32,
+                feat_channels=8,
+                out_channels=32,
+                input_feat_shape=7))
+        cfg.update(kwargs)
+        head = DIIHead(**cfg)
+        head.init_weights()
+        return head
+
+    def test_forward_shapes(self):
+        head = self._head()
+        cls, deltas, obj, attn = head(
+            torch.randn(2 * 5, 32, 7, 7), torch.randn(2, 5, 32))
+        self.assertEqual(cls.shape, (2, 5, 3))
+        self.assertEqual(deltas.shape, (2, 5, 4))
+        self.assertEqual(obj.shape, (2, 5, 32))
+        self.assertEqual(attn.shape, (2, 5, 32))
+
+    def test_softmax_head_has_background_logit(self):
+        head = self._head(loss_cls=dict(type='CrossEntropyLoss',
+                                        use_sigmoid=False))
+        self.assertEqual(head.fc_cls.out_features, 4)
+        scores = head.scores(torch.randn(2, 5, 4))
+        self.assertEqual(scores.shape, (2, 5, 3))
+
+    def test_init(self):
+        head = self._head()
+        prior = -math.log((1 - 0.01) / 0.01)
+        self.assertTrue(torch.allclose(head.fc_cls.bias,
+                                       torch.full((3, ), prior)))
+        self.assertTrue(torch.all(head.fc_reg.bias == 0))
+        self.assertTrue(torch.all(head.attention_norm.weight == 1))
+        # Xavier-uniform bound for a (64, 32) matrix.
+        bound = math.sqrt(6 / (32 + 64))
+        w = head.ffn.layers[0][0].weight
+        self.assertLessEqual(w.abs().max().item(), bound)
+        self.assertGreater(w.abs().max().item(), 0.9 * bound)
+
+    def test_default_parameter_count(self):
+        self.assertEqual(
+            sum(p.numel() for p in DIIHead().parameters()), 13_235_412)
+
+    def test_decode_is_float32(self):
+        head = self._head()
+        boxes = torch.tensor([[[0., 0., 10., 20.]]])
+        out = head.decode(boxes, torch.zeros(1, 1, 4, dtype=torch.bfloat16))
+        self.assertEqual(out.dtype, torch.float32)
+        self.assertTrue(torch.equal(out, boxes))
+
+    def test_unknown_argument(self):
+        with self.assertRaises(TypeError):
+            DIIHead(num_fc=3)

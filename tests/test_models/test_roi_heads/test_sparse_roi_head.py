@@ -1,0 +1,148 @@
+import math
+from unittest import TestCase
+
+import torch
+
+from helpers import build_heads, data_samples, fpn_features, our_config
+
+
+def _heads(num_classes=4, num_proposals=10, seed=0):
+    torch.manual_seed(seed)
+    rpn, roi = build_heads(our_config().model, 'mmdet_sparse', num_classes,
+                           num_proposals)
+    rpn.init_weights()
+    roi.init_weights()
+    return rpn, roi
+
+
+def _loss(rpn, roi, shapes, samples, feats=None):
+    feats = feats if feats is not None else fpn_features(shapes)
+    _, proposals = rpn.loss_and_predict(feats, samples)
+    return roi.loss(feats, proposals, samples)
+
+
+class TestSparseRoIHead(TestCase):
+
+    def test_init_weights_reaches_every_stage(self):
+        rpn, roi = _heads(num_classes=3)
+        prior = -math.log((1 - 0.01) / 0.01)
+        for head in roi.bbox_head:
+            self.assertTrue(
+                torch.allclose(head.fc_cls.bias, torch.full((3, ), prior)))
+            self.assertTrue(torch.all(head.fc_reg.bias == 0))
+
+    def test_loss_keys_and_values(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96), (96, 64)]
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [2, 3], 4))
+        names = ('loss_cls', 'pos_acc', 'loss_bbox', 'loss_iou')
+        self.assertEqual(
+            set(losses), {f's{i}.{n}'
+                          for i in range(6) for n in names})
+        for value in losses.values():
+            self.assertTrue(torch.isfinite(value))
+
+    def test_boxes_detached_between_stages(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96)]
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [3], 4))
+        (losses['s1.loss_bbox'] + losses['s1.loss_cls']).backward()
+        # Later stages see detached boxes, but the proposal features flow.
+        self.assertIsNone(rpn.init_proposal_bboxes.weight.grad)
+        self.assertGreater(rpn.init_proposal_features.weight.grad.abs().sum(), 0)
+        rpn.zero_grad()
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [3], 4))
+        losses['s0.loss_bbox'].backward()
+        self.assertGreater(rpn.init_proposal_bboxes.weight.grad.abs().sum(), 0)
+
+    def test_all_images_without_boxes(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96), (64, 64)]
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [0, 0], 4))
+        for i in range(6):
+            self.assertEqual(losses[f's{i}.loss_bbox'].item(), 0)
+            self.assertEqual(losses[f's{i}.loss_iou'].item(), 0)
+            # Normaliser clamps to 1: the focal loss stays a plain sum.
+            cls = losses[f's{i}.loss_cls'].item()
+            self.assertTrue(math.isfinite(cls) and 0 < cls < 1e3)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+
+    def test_more_boxes_than_proposals(self):
+        rpn, roi = _heads(num_proposals=10)
+        shapes = [(96, 96)]
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [25], 4))
+        self.assertTrue(all(torch.isfinite(v) for v in losses.values()))
+
+    def test_one_class(self):
+        rpn, roi = _heads(num_classes=1)
+        shapes = [(64, 96), (80, 64)]
+        samples = data_samples(shapes, [2, 1], 1)
+        losses = _loss(rpn, roi, shapes, samples)
+        self.assertTrue(all(torch.isfinite(v) for v in losses.values()))
+        with torch.no_grad():
+            feats = fpn_features(shapes)
+            preds = roi.predict(feats, rpn.predict(feats, samples), samples)
+        self.assertTrue(all((p.labels == 0).all() for p in preds))
+        self.assertEqual(len(preds[0]), 10)
+
+    def test_non_finite_cost_names_image(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96), (64, 96)]
+        samples = data_samples(shapes, [2, 2], 4)
+        samples[1].gt_instances.bboxes[0, 0] = float('nan')
+        with self.assertRaisesRegex(ValueError, r'img_1\.jpg'):
+            _loss(rpn, roi, shapes, samples)
+
+    def test_batched_equals_per_image_prediction(self):
+        rpn, roi = _heads(num_classes=5, num_proposals=12)
+        rpn.eval()
+        roi.eval()
+        shapes = [(64, 96), (48, 60)]
+        samples = data_samples(shapes, [1, 1], 5)
+        feats = fpn_features(shapes, seed=3)
+        with torch.no_grad():
+            batched = roi.predict(feats, rpn.predict(feats, samples), samples,
+                                  rescale=True)
+            for i in range(2):
+                one_feats = [f[i:i + 1] for f in feats]
+                single = roi.predict(one_feats,
+                                     rpn.predict(one_feats, samples[i:i + 1]),
+                                     samples[i:i + 1], rescale=True)[0]
+                torch.testing.assert_close(batched[i].scores, single.scores)
+                torch.testing.assert_close(batched[i].bboxes, single.bboxes)
+                self.assertTrue(torch.equal(batched[i].labels, single.labels))
+
+    def test_predictions_sorted_rescaled_and_capped(self):
+        rpn, roi = _heads(num_classes=3, num_proposals=4)
+        shapes = [(64, 96)]
+        samples = data_samples(shapes, [1], 3, scale_factor=(2.0, 2.0))
+        feats = fpn_features(shapes)
+        with torch.no_grad():
+            proposals = rpn.predict(feats, samples)
+            pred = roi.predict(feats, proposals, samples, rescale=False)[0]
+            scaled = roi.predict(feats, rpn.predict(feats, samples), samples,
+                                 rescale=True)[0]
+        self.assertEqual(len(pred), 4)
+        self.assertTrue(torch.all(pred.scores[:-1] >= pred.scores[1:]))
+        torch.testing.assert_close(scaled.bboxes, pred.bboxes / 2)
+        roi.test_cfg['max_per_img'] = 100  # more than N*K = 12 pairs
+        with torch.no_grad():
+            pred = roi.predict(feats, rpn.predict(feats, samples), samples)[0]
+        self.assertEqual(len(pred), 12)
+
+    def test_forward_returns_every_stage(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96)]
+        samples = data_samples(shapes, [1], 4)
+        feats = fpn_features(shapes)
+        outs = roi(feats, rpn.predict(feats, samples), samples)
+        self.assertEqual(len(outs), 6)
+        self.assertEqual(outs[-1][0].shape, (1, 10, 4))
+        self.assertEqual(outs[-1][1].shape, (1, 10, 4))
+
+    def test_rejects_other_sampler(self):
+        cfg = our_config().model
+        cfg.train_cfg.rcnn.sampler = dict(type='RandomSampler', num=8,
+                                          pos_fraction=0.5)
+        with self.assertRaisesRegex(TypeError, 'PseudoSampler'):
+            build_heads(cfg, 'mmdet_sparse', 3, 5)

@@ -1,0 +1,95 @@
+"""Tests of the train/test tool helpers: CPU AMP, CPU DDP, checkpoints."""
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.registry import OPTIM_WRAPPERS
+
+from mmdet_sparse.apis import (CPUBFloat16OptimWrapper,
+                               allow_runner_checkpoints, enable_amp,
+                               setup_cpu_distributed)
+
+
+def _cfg():
+    return Config(dict(optim_wrapper=dict(
+        type='OptimWrapper', loss_scale=512.,
+        optimizer=dict(type='SGD', lr=0.1))))
+
+
+def test_enable_amp_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = _cfg()
+    msg = enable_amp(cfg)
+    assert 'bfloat16' in msg and 'CPU' in msg
+    assert cfg.optim_wrapper.type == 'CPUBFloat16OptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert 'loss_scale' not in cfg.optim_wrapper
+
+
+def test_enable_amp_with_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = _cfg()
+    assert 'float16' in enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+class _Net(torch.nn.Module):
+    """A conv, an mmcv RoIAlign (no bfloat16 CPU kernel) and a linear."""
+
+    def __init__(self):
+        super().__init__()
+        from mmcv.ops import RoIAlign
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.roi = RoIAlign(2, 1.0, 2)
+        self.fc = torch.nn.Linear(16, 2)
+        self.dtypes = {}
+
+    def forward(self, x, rois):
+        feat = self.conv(x)
+        pooled = self.roi(feat, rois)
+        out = self.fc(pooled.flatten(1))
+        self.dtypes = dict(feat=feat.dtype, pooled=pooled.dtype, out=out.dtype)
+        return out
+
+
+def test_cpu_bf16_wrapper_trains():
+    model = _Net()
+    wrapper = OPTIM_WRAPPERS.build(dict(
+        type='CPUBFloat16OptimWrapper', dtype='bfloat16',
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    assert isinstance(wrapper, CPUBFloat16OptimWrapper)
+    before = model.fc.weight.detach().clone()
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 8, 8), torch.tensor([[0, 0., 0, 4, 4]]))
+    wrapper.update_params(out.float().sum())
+    assert model.dtypes == dict(
+        feat=torch.bfloat16, pooled=torch.float32, out=torch.bfloat16)
+    assert model.fc.weight.dtype == torch.float32
+    assert not torch.equal(before, model.fc.weight)
+    with pytest.raises(ValueError, match='bfloat16'):
+        CPUBFloat16OptimWrapper(
+            dtype='float16', optimizer=torch.optim.SGD(model.parameters(),
+                                                       lr=0.1))
+
+
+def test_cpu_distributed_needs_gloo(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    with pytest.raises(RuntimeError, match='env_cfg.dist_cfg.backend=gloo'):
+        setup_cpu_distributed(cfg)
+
+
+def test_runner_checkpoint_loads_weights_only(tmp_path):
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    ckpt = dict(state_dict=dict(w=torch.ones(2)),
+                message_hub=dict(log_scalars={'train/lr': buf}),
+                meta=dict(best=np.float64(0.5), arr=np.arange(3)))
+    path = tmp_path / 'ckpt.pth'
+    torch.save(ckpt, path)
+    allow_runner_checkpoints()
+    loaded = torch.load(path, weights_only=True)
+    assert loaded['message_hub']['log_scalars']['train/lr'].current() == 1.5
+    assert loaded['meta']['best'] == 0.5

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Distributed training with torchrun on one or more nodes.
+#
+#   bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options...]
+#
+# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR
+# (127.0.0.1), PYTHON (python).
+# On CPU-only machines use the gloo backend:
+#   bash tools/dist_train.sh CONFIG 2 --cfg-options env_cfg.dist_cfg.backend=gloo
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+  echo "usage: $0 CONFIG NUM_PROCS [train.py options...]" >&2
+  exit 2
+fi
+CONFIG=$1
+GPUS=$2
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+
+PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
+  --nnodes="$NNODES" \
+  --node_rank="$NODE_RANK" \
+  --master_addr="$MASTER_ADDR" \
+  --master_port="$PORT" \
+  --nproc_per_node="$GPUS" \
+  "$TOOLS_DIR/train.py" "$CONFIG" --launcher pytorch "$@"

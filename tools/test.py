@@ -1,0 +1,117 @@
+"""Test (and evaluate) a trained Sparse R-CNN checkpoint.
+
+Examples::
+
+    python tools/test.py configs/CONFIG.py CHECKPOINT.pth
+    python tools/test.py configs/CONFIG.py CHECKPOINT.pth --out preds.pkl
+    python tools/test.py configs/CONFIG.py CHECKPOINT.pth --show-dir vis
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmdet_sparse  # noqa: E402
+from mmdet.evaluation import DumpDetResults  # noqa: E402
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+from mmdet_sparse.apis import (allow_runner_checkpoints,  # noqa: E402
+                               setup_cpu_distributed)
+from mmdet_sparse.registry import RUNNERS  # noqa: E402
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """Command-line arguments (MMDetection's test flags)."""
+    parser = argparse.ArgumentParser(description='Test a detector')
+    parser.add_argument('config', help='test config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='folder for the logs and evaluation metrics')
+    parser.add_argument(
+        '--out', help='also dump the predictions to this .pkl file')
+    parser.add_argument(
+        '--show', action='store_true', help='show the predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='save the drawn predictions under '
+        'WORK_DIR/TIMESTAMP/SHOW_DIR')
+    parser.add_argument(
+        '--wait-time', type=float, default=2,
+        help='seconds each image is shown with --show')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. test_dataloader.batch_size=2')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
+    """Turn on the ``visualization`` default hook for --show/--show-dir."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise RuntimeError(
+            f'--show/--show-dir need default_hooks.visualization = '
+            f"dict(type='DetVisualizationHook') in the config {args.config}")
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        hook['test_out_dir'] = args.show_dir
+
+
+def setup_cfg(args: argparse.Namespace) -> Config:
+    """Load the config and apply the command-line options to it."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('default_scope') is None:
+        cfg.default_scope = 'mmdet_sparse'
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
+    return cfg
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Entry point."""
+    args = parse_args(argv)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint not found: {args.checkpoint}')
+    # Import MMDetection's modules too (visualizer, metrics, transforms):
+    # this package's registries look names up in MMDetection's.
+    mmdet_sparse.register_all_modules(init_default_scope=False)
+    allow_runner_checkpoints()
+    setup_cache_size_limit_of_dynamo()
+    cfg = setup_cfg(args)
+    if args.launcher == 'pytorch':
+        setup_cpu_distributed(cfg)  # no-op with CUDA
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,118 @@
+"""Train a Sparse R-CNN model from a config.
+
+Examples::
+
+    python tools/train.py configs/CONFIG.py
+    python tools/train.py configs/CONFIG.py --amp --work-dir work_dirs/run1
+    python tools/train.py configs/CONFIG.py --resume            # latest ckpt
+    python tools/train.py configs/CONFIG.py --resume PATH.pth   # that ckpt
+
+``--amp`` trains in float16 with dynamic loss scaling on CUDA; without CUDA
+it autocasts to bfloat16 on the CPU, with no loss scaler. Several processes:
+``tools/dist_train.sh`` (on CPU add
+``--cfg-options env_cfg.dist_cfg.backend=gloo``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmdet_sparse  # noqa: E402
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+from mmdet_sparse.apis import (allow_runner_checkpoints,  # noqa: E402
+                               enable_amp, setup_cpu_distributed)
+from mmdet_sparse.registry import RUNNERS  # noqa: E402
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """Command-line arguments (MMDetection's train flags)."""
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file')
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision: float16 on CUDA, bfloat16 on CPU')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by (total batch size / '
+        'auto_scale_lr.base_batch_size)')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or with no value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. train_cfg.max_epochs=12 '
+        'key="[a,b]"')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def setup_cfg(args: argparse.Namespace) -> Config:
+    """Load the config and apply the command-line options to it."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('default_scope') is None:
+        cfg.default_scope = 'mmdet_sparse'
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    amp_in_cfg = cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
+    if args.amp or (amp_in_cfg and not torch.cuda.is_available()):
+        print(enable_amp(cfg), flush=True)
+
+    if args.auto_scale_lr:
+        scale_cfg = cfg.get('auto_scale_lr')
+        if not scale_cfg or 'base_batch_size' not in scale_cfg:
+            raise RuntimeError(
+                f'--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+                f'base_batch_size=...) in the config {args.config}')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Entry point."""
+    args = parse_args(argv)
+    # Import MMDetection's modules too (visualizer, metrics, transforms):
+    # this package's registries look names up in MMDetection's.
+    mmdet_sparse.register_all_modules(init_default_scope=False)
+    allow_runner_checkpoints()
+    setup_cache_size_limit_of_dynamo()
+    cfg = setup_cfg(args)
+    if args.launcher == 'pytorch':
+        setup_cpu_distributed(cfg)  # no-op with CUDA
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
