@@ -56,7 +56,7 @@ class SparseRoIHead(BaseRoIHead):
                  stage_loss_weights: Sequence[float] = (1, 1, 1, 1, 1, 1),
                  proposal_feature_channel: int = 256,
                  bbox_roi_extractor: ConfigType = dict(
-                     type='SingleRoIExtractor',
+                     type='ThreadedRoIExtractor',
                      roi_layer=dict(
                          type='RoIAlign', output_size=7, sampling_ratio=2),
                      out_channels=256,

@@ -1,0 +1,245 @@
+"""Speed and memory of this package's Sparse R-CNN heads against
+MMDetection's, at identical weights and inputs.
+
+Both implementations get the same precomputed FPN features (R50-FPN shapes
+of an ``--img-size`` input), the same ground truth and the same weights;
+their runs alternate, and the median of ``--repeats`` runs is reported with
+the ratio ours/mmdet. Modes: ``train`` (batch 2: proposals, all stages,
+matching, losses, backward) and ``infer`` (batch 1, no grad).
+
+    python benchmarks/head_speed.py                      # 100 and 300 proposals
+    python benchmarks/head_speed.py --profile train      # torch.profiler table
+    python benchmarks/head_speed.py --memory             # peak RSS, subprocesses
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.structures import InstanceData
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+OUR_CONFIG = osp.join(REPO, 'configs', 'sparse_rcnn_r50_fpn_1x_coco.py')
+
+
+def mmdet_config_path() -> str:
+    import mmdet
+    return osp.join(
+        osp.dirname(mmdet.__file__), '.mim', 'configs', 'sparse_rcnn',
+        'sparse-rcnn_r50_fpn_1x_coco.py')
+
+
+def build_heads(cfg_path: str, scope: str, num_proposals: int):
+    """(rpn_head, roi_head) as the detector builds them."""
+    from mmdet.registry import MODELS as MMDET_MODELS
+
+    from mmdet_sparse.registry import MODELS
+    model = Config.fromfile(cfg_path).model
+    registry = MODELS if scope == 'mmdet_sparse' else MMDET_MODELS
+    rpn = dict(model.rpn_head, num_proposals=num_proposals, _scope_=scope)
+    roi = dict(
+        model.roi_head,
+        train_cfg=model.train_cfg.rcnn,
+        test_cfg=Config(dict(model.test_cfg.rcnn, max_per_img=num_proposals)),
+        _scope_=scope)
+    return registry.build(rpn), registry.build(roi)
+
+
+def head_pair(num_proposals: int):
+    """MMDetection's heads and ours, with MMDetection's initial weights."""
+    torch.manual_seed(0)
+    ref = build_heads(mmdet_config_path(), 'mmdet', num_proposals)
+    for module in ref:
+        module.init_weights()
+    ours = build_heads(OUR_CONFIG, 'mmdet_sparse', num_proposals)
+    for src, dst in zip(ref, ours):
+        dst.load_state_dict(src.state_dict(), strict=True)
+    return {'mmdet': ref, 'ours': ours}
+
+
+def make_inputs(batch: int, img_size, num_gts: int, seed: int = 0):
+    """FPN features (strides 4..32, 256 channels) and data samples."""
+    from mmdet.structures import DetDataSample
+    gen = torch.Generator().manual_seed(seed)
+    h, w = img_size
+    feats = [
+        torch.randn(batch, 256, h // s, w // s, generator=gen)
+        for s in (4, 8, 16, 32)
+    ]
+    samples = []
+    for i in range(batch):
+        xy = torch.rand(num_gts, 2, generator=gen) * torch.tensor([w, h]) * .6
+        wh = (torch.rand(num_gts, 2, generator=gen) * .35 + .02) * \
+            torch.tensor([w, h])
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                scale_factor=(1.0, 1.0), img_id=i))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(0, 80, (num_gts, ), generator=gen))
+        samples.append(sample)
+    return feats, samples
+
+
+def train_step(heads, feats, samples) -> None:
+    rpn, roi = heads
+    feats = [f.detach().requires_grad_() for f in feats]
+    _, proposals = rpn.loss_and_predict(feats, copy.deepcopy(samples))
+    losses = roi.loss(feats, proposals, samples)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    for module in heads:
+        module.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def infer_step(heads, feats, samples) -> None:
+    rpn, roi = heads
+    roi.predict(feats, rpn.predict(feats, samples), samples, rescale=True)
+
+
+STEPS = {'train': (train_step, 2), 'infer': (infer_step, 1)}
+
+
+def time_modes(num_proposals: int, modes, repeats: int, img_size):
+    """Median seconds per implementation and mode, runs alternating."""
+    pairs = head_pair(num_proposals)
+    results = {}
+    for mode in modes:
+        step, batch = STEPS[mode]
+        feats, samples = make_inputs(batch, img_size, num_gts=7)
+        times = {name: [] for name in pairs}
+        for name, heads in pairs.items():  # warm-up
+            step(heads, feats, samples)
+        for _ in range(repeats):
+            for name, heads in pairs.items():
+                start = time.perf_counter()
+                step(heads, feats, samples)
+                times[name].append(time.perf_counter() - start)
+        results[mode] = {n: statistics.median(t) for n, t in times.items()}
+    return results
+
+
+def full_model_share(img_size, num_proposals: int, repeats: int) -> dict:
+    """Seconds of backbone+FPN against our heads at batch-1 inference."""
+    from mmdet_sparse.registry import MODELS
+    cfg = Config.fromfile(OUR_CONFIG).model
+    cfg.backbone.init_cfg = None
+    cfg.rpn_head.num_proposals = num_proposals
+    cfg.test_cfg.rcnn.max_per_img = num_proposals
+    model = MODELS.build(cfg).eval()
+    _, samples = make_inputs(1, img_size, 7)
+    img = torch.randn(1, 3, *img_size)
+    heads = (model.rpn_head, model.roi_head)
+    t_feat, t_head = [], []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            feats = model.extract_feat(img)
+            mid = time.perf_counter()
+            infer_step(heads, feats, samples)
+            end = time.perf_counter()
+            if i:
+                t_feat.append(mid - start)
+                t_head.append(end - mid)
+    feat, head = statistics.median(t_feat), statistics.median(t_head)
+    return dict(backbone_fpn=feat, heads=head, head_share=head / (feat + head))
+
+
+def peak_memory(impl: str, mode: str, num_proposals: int, img_size) -> float:
+    """Peak RSS growth (MiB) of one step, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, '--child', impl, mode, str(num_proposals),
+         str(img_size[0]), str(img_size[1])],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])['peak_mib']
+
+
+def child(impl: str, mode: str, num_proposals: int, img_size) -> None:
+    heads = head_pair(num_proposals)[impl]
+    step, batch = STEPS[mode]
+    feats, samples = make_inputs(batch, img_size, num_gts=7)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(heads, feats, samples)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(peak_mib=(after - before) / 1024)))
+
+
+def profile(mode: str, num_proposals: int, img_size, impl: str) -> None:
+    heads = head_pair(num_proposals)[impl]
+    step, batch = STEPS[mode]
+    feats, samples = make_inputs(batch, img_size, num_gts=7)
+    step(heads, feats, samples)
+    with torch.profiler.profile() as prof:
+        step(heads, feats, samples)
+    print(prof.key_averages().table(sort_by='self_cpu_time_total',
+                                    row_limit=25))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--proposals', type=int, nargs='+',
+                        default=[100, 300])
+    parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
+                        choices=list(STEPS))
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--img-size', type=int, nargs=2, default=[800, 1216])
+    parser.add_argument('--profile', choices=list(STEPS))
+    parser.add_argument('--impl', default='ours', choices=['ours', 'mmdet'])
+    parser.add_argument('--memory', action='store_true')
+    parser.add_argument('--full-model', action='store_true',
+                        help='also time backbone+FPN to give the heads share')
+    parser.add_argument('--child', nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.filterwarnings('ignore')
+    MMLogger.get_instance('mmengine', log_level='ERROR')
+    import mmdet_sparse  # noqa: F401
+
+    if args.child:
+        impl, mode, num, h, w = args.child
+        return child(impl, mode, int(num), (int(h), int(w)))
+    img_size = tuple(args.img_size)
+    if args.profile:
+        for num in args.proposals:
+            print(f'== {args.impl} {args.profile}, {num} proposals')
+            profile(args.profile, num, img_size, args.impl)
+        return
+    print(f'CPU threads: {torch.get_num_threads()}, input {img_size}, '
+          f'median of {args.repeats}, runs alternating\n')
+    print('| proposals | mode | mmdet (s) | ours (s) | ours/mmdet |')
+    print('|---|---|---|---|---|')
+    for num in args.proposals:
+        res = time_modes(num, args.modes, args.repeats, img_size)
+        for mode, t in res.items():
+            print(f"| {num} | {mode} (batch {STEPS[mode][1]}) | "
+                  f"{t['mmdet']:.3f} | {t['ours']:.3f} | "
+                  f"{t['ours'] / t['mmdet']:.2f} |", flush=True)
+    if args.memory:
+        print('\n| proposals | mode | mmdet peak (MiB) | ours peak (MiB) | '
+              'ours/mmdet |')
+        print('|---|---|---|---|---|')
+        for num in args.proposals:
+            for mode in args.modes:
+                ref = peak_memory('mmdet', mode, num, img_size)
+                ours = peak_memory('ours', mode, num, img_size)
+                print(f'| {num} | {mode} | {ref:.0f} | {ours:.0f} | '
+                      f'{ours / ref:.2f} |', flush=True)
+    if args.full_model:
+        share = full_model_share(img_size, max(args.proposals), args.repeats)
+        print(f"\nFull model, batch-1 inference, {max(args.proposals)} "
+              f"proposals: backbone+FPN {share['backbone_fpn']:.2f} s, heads "
+              f"{share['heads']:.2f} s, heads share {share['head_share']:.0%}")
+
+
+if __name__ == '__main__':
+    main()

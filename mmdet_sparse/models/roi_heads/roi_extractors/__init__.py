@@ -1,0 +1,3 @@
+from .threaded_roi_extractor import ThreadedRoIExtractor
+
+__all__ = ['ThreadedRoIExtractor']

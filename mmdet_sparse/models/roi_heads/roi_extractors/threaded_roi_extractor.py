@@ -1,0 +1,159 @@
+"""Multi-level RoIAlign that uses every CPU core.
+
+The CPU kernels of RoIAlign (mmcv's and torchvision's, which compute the
+same values bit for bit) run on one thread. This extractor splits the work
+into independent tasks, one per (pyramid level, image, channel block), and
+runs torchvision's kernel on a thread pool (the kernel releases the GIL).
+Each task reads and writes a disjoint block, in the kernel's own order, so
+forward values *and* feature gradients are bit-identical to a single call.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+from mmcv.ops import RoIAlign
+from torch import Tensor
+
+from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+from mmdet_sparse.registry import MODELS
+
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_PID: Optional[int] = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool (re-created after a fork)."""
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid() or \
+            _POOL._max_workers != workers:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix='roi_align')
+        _POOL_PID = os.getpid()
+    return _POOL
+
+
+def _tasks(level_rois: Sequence[Tuple[Tensor, Tensor]], num_channels: int,
+           num_blocks: int) -> List[tuple]:
+    """``(level, image, channel slice, output rows, image rois)`` tasks.
+
+    Args:
+        level_rois: per level ``(rows, rois)``: indices into the output and
+            the ``(n, 5)`` RoIs of that level.
+        num_channels (int): Channels of the features.
+        num_blocks (int): Channel blocks per (level, image).
+    """
+    step = -(-num_channels // num_blocks)
+    tasks = []
+    for level, (rows, rois) in enumerate(level_rois):
+        if rows.numel() == 0:
+            continue
+        img_ids = rois[:, 0].long()
+        for img in torch.unique(img_ids).tolist():
+            keep = img_ids == img
+            img_rois = rois[keep].clone()
+            img_rois[:, 0] = 0
+            for start in range(0, num_channels, step):
+                tasks.append((level, img, slice(start, start + step),
+                              rows[keep], img_rois))
+    return tasks
+
+
+class _ThreadedRoIAlign(torch.autograd.Function):
+    """RoIAlign over pyramid levels on a thread pool (CPU)."""
+
+    @staticmethod
+    def forward(ctx, level_rois, params, workers, *feats):
+        out_size, scales, sampling_ratio, aligned = params
+        num_rois = sum(rows.numel() for rows, _ in level_rois)
+        channels = feats[0].size(1)
+        tasks = _tasks(level_rois, channels, workers)
+
+        @torch.no_grad()  # grad mode is per thread
+        def run(task):
+            level, img, chans, _, rois = task
+            return torch.ops.torchvision.roi_align(
+                feats[level][img:img + 1, chans], rois, scales[level],
+                out_size[0], out_size[1], sampling_ratio, aligned)
+
+        out = feats[0].new_empty((num_rois, channels, *out_size))
+        for task, res in zip(tasks, _pool(workers).map(run, tasks)):
+            out[task[3], task[2]] = res
+        ctx.tasks, ctx.params, ctx.workers = tasks, params, workers
+        ctx.shapes = [f.shape for f in feats]
+        ctx.options = dict(dtype=feats[0].dtype, device=feats[0].device)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        out_size, scales, sampling_ratio, aligned = ctx.params
+        grad_out = grad_out.contiguous()
+
+        @torch.no_grad()
+        def run(task):
+            level, _, chans, rows, rois = task
+            grad = grad_out[rows, chans]
+            _, channels, height, width = ctx.shapes[level]
+            return torch.ops.torchvision._roi_align_backward(
+                grad, rois, scales[level], out_size[0], out_size[1], 1,
+                grad.size(1), height, width, sampling_ratio, aligned)
+
+        # Unused levels get zero gradients, which keeps every level in the
+        # graph (distributed training expects the same graph everywhere).
+        grads = [torch.zeros(s, **ctx.options) for s in ctx.shapes]
+        results = _pool(ctx.workers).map(run, ctx.tasks)
+        for (level, img, chans, _, _), grad in zip(ctx.tasks, results):
+            grads[level][img:img + 1, chans] = grad
+        return (None, None, None, *grads)
+
+
+@MODELS.register_module()
+class ThreadedRoIExtractor(SingleRoIExtractor):
+    """:class:`mmdet.models.SingleRoIExtractor` with multi-threaded CPU
+    RoIAlign.
+
+    Same config, level mapping and values as ``SingleRoIExtractor`` with
+    mmcv's ``RoIAlign`` (``pool_mode='avg'``). On CUDA tensors, with another
+    RoI layer, with ``roi_scale_factor`` or with one thread it simply calls
+    the parent.
+
+    Args:
+        num_threads (int, optional): Worker threads; defaults to
+            ``torch.get_num_threads()``.
+        **kwargs: :class:`SingleRoIExtractor` arguments.
+    """
+
+    def __init__(self, *args, num_threads: Optional[int] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_threads = num_threads
+        layer = self.roi_layers[0]
+        self._threadable = all(
+            isinstance(m, RoIAlign) and m.pool_mode == 'avg'
+            for m in self.roi_layers)
+        if self._threadable:
+            self._params = (tuple(layer.output_size),
+                            tuple(m.spatial_scale for m in self.roi_layers),
+                            layer.sampling_ratio, layer.aligned)
+
+    def forward(self,
+                feats: Tuple[Tensor],
+                rois: Tensor,
+                roi_scale_factor: Optional[float] = None) -> Tensor:
+        """RoI features ``(n, C, S, S)`` of RoIs ``(n, 5)`` (image index
+        then ``x1, y1, x2, y2``) from the pyramid ``feats``."""
+        workers = self.num_threads or torch.get_num_threads()
+        feats = tuple(feats[:self.num_inputs])
+        if (not self._threadable or workers < 2 or feats[0].is_cuda
+                or roi_scale_factor is not None
+                or torch.jit.is_tracing() or len(feats) == 1):
+            return super().forward(feats, rois, roi_scale_factor)
+        rois = rois.type_as(feats[0])
+        levels = self.map_roi_levels(rois, len(feats))
+        level_rois = []
+        for level in range(len(feats)):
+            rows = (levels == level).nonzero(as_tuple=False).squeeze(1)
+            level_rois.append((rows, rois[rows]))
+        feats = tuple(f.contiguous() for f in feats)
+        return _ThreadedRoIAlign.apply(level_rois, self._params, workers,
+                                       *feats)
