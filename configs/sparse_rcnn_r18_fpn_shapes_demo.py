@@ -1,5 +1,7 @@
 # CPU demo: Sparse R-CNN scaled down to train from scratch in minutes on the
-# bundled synthetic shapes data (tools/make_demo_data.py generates it).
+# bundled synthetic shapes data (tools/make_demo_data.py generates it):
+# half-width ResNet-18, FPN P3-P5 with 128 channels, 3 stages, 40 proposals,
+# 256 px images.
 # Also the template for training on your own COCO-format data: change
 # `classes`, `data_root`, the annotation files and `num_classes`.
 _base_ = './sparse_rcnn_r50_fpn_1x_coco.py'
@@ -14,17 +16,23 @@ img_scale = (256, 256)
 model = dict(
     backbone=dict(
         depth=18,
+        base_channels=32,
         frozen_stages=-1,
         norm_eval=False,
         init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
+    neck=dict(
+        in_channels=[32, 64, 128, 256],
+        out_channels=channels,
+        start_level=1,
+        num_outs=3),
     rpn_head=dict(
         num_proposals=num_proposals, proposal_feature_channel=channels),
     roi_head=dict(
         num_stages=num_stages,
         stage_loss_weights=[1] * num_stages,
         proposal_feature_channel=channels,
-        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_roi_extractor=dict(
+            out_channels=channels, featmap_strides=[8, 16, 32]),
         bbox_head=dict(
             num_classes=len(classes),
             in_channels=channels,

@@ -1,7 +1,8 @@
 """High-level APIs of ``mmdet_sparse``: inference on images and videos."""
-from .checkpoint import allow_runner_checkpoints, runner_checkpoint_globals
-from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
-                          setup_cpu_distributed)
+from mmdet_sparse.engine import (CPUBFloat16OptimWrapper,
+                                 allow_runner_checkpoints, enable_amp,
+                                 runner_checkpoint_globals,
+                                 setup_cpu_distributed)
 from .inference import (COCO_CATEGORY_IDS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                         InferenceInputError, InferenceInputs,
                         build_inferencer, coco_category_ids, collect_inputs,

@@ -11,8 +11,10 @@ training on one's own data::
         annotations/instances_val.json
         meta.json            # generation parameters and format version
 
-Each image holds shapes of the classes :data:`SHAPES_CLASSES` in random
-colours (the class is told by the outline, never by colour), sizes from 12 px
+Each image holds shapes of the classes :data:`SHAPES_CLASSES`, each class in
+its own hue family with random saturation and brightness (or, with
+``class_colours=False``, in random colours so the outline is the only cue),
+sizes from 12 px
 to half the image side, random rotation and mild stretch, light texture, on a
 textured background (gradients, stripes, smooth noise, stray lines). Objects
 may occlude each other and be cut by the image border.
@@ -38,7 +40,7 @@ import numpy as np
 
 SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross')
 #: Bump when the drawing changes, so cached copies are regenerated.
-SHAPES_DATA_VERSION = 1
+SHAPES_DATA_VERSION = 2
 _SPLITS = ('train', 'val')
 
 
@@ -66,6 +68,16 @@ _POLYGONS = {
 
 def _rand_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, 3).astype(np.float32)
+
+
+def _class_colour(rng: np.random.Generator, label: int) -> np.ndarray:
+    """A colour of the class's hue family (+-10 degrees of hue), with
+    random saturation and brightness."""
+    hue = (label * 180 / len(SHAPES_CLASSES) + rng.uniform(-10, 10)) % 180
+    hsv = np.array([[[hue, rng.uniform(120, 255), rng.uniform(110, 255)]]],
+                   np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0] \
+        .astype(np.float32)
 
 
 def _noise(rng: np.random.Generator, shape: Tuple[int, ...],
@@ -192,7 +204,8 @@ def _visible(objs: List[Dict], h: int, w: int) -> List[Optional[Dict]]:
 
 def _render_image(rng: np.random.Generator, h: int, w: int,
                   empty_prob: float, crowded_prob: float, max_objects: int,
-                  min_visible: float) -> Tuple[np.ndarray, List[Dict]]:
+                  min_visible: float,
+                  class_colours: bool) -> Tuple[np.ndarray, List[Dict]]:
     """Draw one image; return it (uint8) and per object label, count, bbox."""
     img = _background(rng, h, w)
     side = min(h, w)
@@ -214,7 +227,9 @@ def _render_image(rng: np.random.Generator, h: int, w: int,
         ys, xs, m = _clip(obj, h, w)
         patch = img[ys, xs]
         under = patch[m].mean(0)
-        cands = [_rand_colour(rng) for _ in range(4)]
+        pick = (lambda: _class_colour(rng, obj['label'])) \
+            if class_colours else (lambda: _rand_colour(rng))
+        cands = [pick() for _ in range(4)]
         colour = max(cands, key=lambda c: float(np.abs(c - under).sum()))
         tex = _texture(rng, m.shape[0], m.shape[1], colour)
         if rng.random() < 0.3:  # darker or lighter rim inside the mask
@@ -234,7 +249,8 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                             empty_prob: float = 0.05,
                             crowded_prob: float = 0.05,
                             max_objects: int = 8,
-                            min_visible: float = 0.5) -> Dict[str, Any]:
+                            min_visible: float = 0.5,
+                            class_colours: bool = True) -> Dict[str, Any]:
     """Draw the dataset into ``out_dir`` (created; existing files overwritten).
 
     Image ``i`` of a split depends only on ``(seed, split, i)``, so changing
@@ -256,6 +272,11 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
             (fewer remain when they do not fit). Defaults to 8.
         min_visible (float): Objects with a smaller visible share of their
             pixels are left out of the image. Defaults to 0.5.
+        class_colours (bool): Draw each class in its own hue family (hue
+            +-10 degrees, random saturation and brightness) so that a small
+            model learns it from scratch in minutes; False draws every
+            object in a random colour, leaving the outline as the only cue.
+            Defaults to True.
 
     Returns:
         dict: ``out_dir``, ``meta_file`` and per split (``'train'``,
@@ -268,7 +289,8 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                   empty_prob=float(empty_prob),
                   crowded_prob=float(crowded_prob),
                   max_objects=int(max_objects),
-                  min_visible=float(min_visible))
+                  min_visible=float(min_visible),
+                  class_colours=bool(class_colours))
     h, w = params['img_size']
     categories = [dict(id=i + 1, name=name, supercategory='shape')
                   for i, name in enumerate(SHAPES_CLASSES)]
@@ -283,7 +305,8 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
             img, objs = _render_image(rng, h, w, params['empty_prob'],
                                       params['crowded_prob'],
                                       params['max_objects'],
-                                      params['min_visible'])
+                                      params['min_visible'],
+                                      params['class_colours'])
             name = f'{i + 1:06d}.png'
             if not cv2.imwrite(str(out / split / name), img):
                 raise OSError(f'could not write {out / split / name}')

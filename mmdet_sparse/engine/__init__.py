@@ -1,1 +1,12 @@
-"""Training-loop helpers (hooks) of ``mmdet_sparse``."""
+"""Training-loop support of ``mmdet_sparse``: CPU mixed precision and
+distribution, and loading Runner checkpoints under ``weights_only``."""
+from .checkpoint import allow_runner_checkpoints, runner_checkpoint_globals
+from .hooks import RNGStateHook
+from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
+                          setup_cpu_distributed)
+
+__all__ = [
+    'allow_runner_checkpoints', 'runner_checkpoint_globals',
+    'CPUBFloat16OptimWrapper', 'enable_amp', 'setup_cpu_distributed',
+    'RNGStateHook'
+]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
-from mmengine.registry import OPTIM_WRAPPERS
+from mmdet_sparse.registry import OPTIM_WRAPPERS
 
 from mmdet_sparse.apis import (CPUBFloat16OptimWrapper,
                                allow_runner_checkpoints, enable_amp,

@@ -140,6 +140,24 @@ class TestSparseRoIHead(TestCase):
         self.assertEqual(outs[-1][0].shape, (1, 10, 4))
         self.assertEqual(outs[-1][1].shape, (1, 10, 4))
 
+    def test_bfloat16_autocast(self):
+        rpn, roi = _heads()
+        shapes = [(64, 96)]
+        samples = data_samples(shapes, [3], 4)
+        feats = fpn_features(shapes)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            boxes, _ = rpn([s.metainfo for s in samples])
+            cls_score, new_boxes, obj = roi._stage_forward(
+                0, feats, boxes, rpn.init_proposal_features.weight[None])
+            losses = _loss(rpn, roi, shapes, samples, feats)
+        # Linear layers run in bfloat16; boxes, matching costs and the
+        # losses (GIoU included) stay in float32.
+        self.assertEqual(obj.dtype, torch.bfloat16)
+        self.assertEqual(new_boxes.dtype, torch.float32)
+        for key, value in losses.items():
+            self.assertEqual(value.dtype, torch.float32, msg=key)
+            self.assertTrue(torch.isfinite(value), msg=key)
+
     def test_rejects_other_sampler(self):
         cfg = our_config().model
         cfg.train_cfg.rcnn.sampler = dict(type='RandomSampler', num=8,

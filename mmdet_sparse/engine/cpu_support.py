@@ -17,7 +17,8 @@ from typing import Any, Iterator, Set, Union
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
+
+from mmdet_sparse.registry import OPTIM_WRAPPERS
 
 CPU_AMP_WRAPPER = 'CPUBFloat16OptimWrapper'
 DDP_TYPES = ('MMDistributedDataParallel', 'DistributedDataParallel')
@@ -46,7 +47,7 @@ def needs_float32(module: torch.nn.Module) -> bool:
         type(module).__module__.startswith('mmcv.ops.')
 
 
-@OPTIM_WRAPPERS.register_module(name=CPU_AMP_WRAPPER, force=True)
+@OPTIM_WRAPPERS.register_module(name=CPU_AMP_WRAPPER)
 class CPUBFloat16OptimWrapper(OptimWrapper):
     """Optimizer wrapper that runs the forward pass under CPU autocast.
 

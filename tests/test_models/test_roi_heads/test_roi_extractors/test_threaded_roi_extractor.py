@@ -1,0 +1,81 @@
+from unittest import TestCase
+
+import torch
+
+from helpers import max_rel_diff
+from mmdet_sparse.registry import MODELS
+
+
+def _extractor(type_, **kwargs):
+    cfg = dict(
+        type=type_,
+        roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2),
+        out_channels=8,
+        featmap_strides=[4, 8, 16, 32])
+    cfg['roi_layer'].update(kwargs.pop('roi_layer', {}))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def _inputs(seed=0, num=40):
+    gen = torch.Generator().manual_seed(seed)
+    feats = [torch.randn(2, 8, 64 // s, 96 // s, generator=gen)
+             for s in (1, 2, 4, 8)]
+    # Boxes of every level, some partly or wholly outside the image.
+    xy = torch.rand(num, 2, generator=gen) * 400 - 40
+    wh = torch.rand(num, 2, generator=gen) ** 2 * 380 + 0.5
+    img = torch.randint(0, 2, (num, 1), generator=gen).float()
+    return feats, torch.cat([img, xy, xy + wh], 1)
+
+
+class TestThreadedRoIExtractor(TestCase):
+
+    def _compare(self, ours, ref, seed=0):
+        feats, rois = _inputs(seed)
+        outs, grads = [], []
+        for module in (ref, ours):
+            leaves = [f.clone().requires_grad_() for f in feats]
+            out = module(leaves, rois)
+            out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+            outs.append(out.detach())
+            grads.append([f.grad for f in leaves])
+        return outs, grads
+
+    def test_bit_identical_forward_close_backward(self):
+        ours = _extractor('ThreadedRoIExtractor', num_threads=2)
+        ref = _extractor('mmdet.SingleRoIExtractor')
+        for seed in range(3):
+            (ref_out, our_out), (ref_g, our_g) = self._compare(ours, ref, seed)
+            self.assertTrue(torch.equal(our_out, ref_out))
+            for a, b in zip(our_g, ref_g):
+                self.assertLessEqual(max_rel_diff(a, b), 1e-5)
+
+    def test_not_aligned(self):
+        ours = _extractor('ThreadedRoIExtractor', num_threads=2,
+                          roi_layer=dict(aligned=False))
+        ref = _extractor('mmdet.SingleRoIExtractor',
+                         roi_layer=dict(aligned=False))
+        (ref_out, our_out), (ref_g, our_g) = self._compare(ours, ref)
+        self.assertTrue(torch.equal(our_out, ref_out))
+        for a, b in zip(our_g, ref_g):
+            self.assertLessEqual(max_rel_diff(a, b), 1e-5)
+
+    def test_unused_level_gets_zero_gradient(self):
+        ours = _extractor('ThreadedRoIExtractor', num_threads=2)
+        feats = [f.requires_grad_() for f in _inputs()[0]]
+        rois = torch.tensor([[0., 10., 10., 30., 30.],
+                             [1., 5., 5., 20., 25.]])  # all on level 0
+        ours(feats, rois).sum().backward()
+        self.assertGreater(feats[0].grad.abs().sum(), 0)
+        for feat in feats[1:]:
+            self.assertIsNotNone(feat.grad)
+            self.assertEqual(feat.grad.abs().sum().item(), 0)
+
+    def test_falls_back_to_parent(self):
+        adaptive = _extractor('ThreadedRoIExtractor',
+                              roi_layer=dict(sampling_ratio=0))
+        self.assertFalse(adaptive._threadable)
+        one_thread = _extractor('ThreadedRoIExtractor', num_threads=1)
+        ref = _extractor('mmdet.SingleRoIExtractor')
+        feats, rois = _inputs()
+        self.assertTrue(torch.equal(one_thread(feats, rois), ref(feats, rois)))

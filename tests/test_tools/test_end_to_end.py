@@ -1,0 +1,158 @@
+"""Training, resuming, distributed training and inference through the
+command-line tools, on a tiny copy of the bundled shapes data (CPU)."""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import tempfile
+from unittest import TestCase
+
+from helpers import REPO
+from mmdet_sparse.datasets import ensure_shapes_dataset
+
+TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+CONFIG = """
+_base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
+custom_imports = dict(imports=['mmdet_sparse', 'e2e_hooks'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='FirstLossDumpHook')]
+data_root = '{data}/'
+model = dict(backbone=dict(norm_eval=True))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='RandomFlip', prob={flip}),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size={batch}, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs={epochs}, val_interval=100)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=1, save_best=None))
+log_processor = dict(window_size=1)
+randomness = dict(seed=0)
+"""
+
+
+def _run(args, env=None, timeout=600):
+    env = dict(os.environ, **(env or {}))
+    env['PYTHONPATH'] = os.pathsep.join(
+        [REPO, TESTS, env.get('PYTHONPATH', '')])
+    proc = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout)
+    if proc.returncode:
+        raise AssertionError(f'{" ".join(args)} failed:\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
+
+
+def _losses(work_dir):
+    """Total loss per iteration from every run in ``work_dir``."""
+    losses = {}
+    for path in glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                   'scalars.json')):
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                if 'loss' in record:
+                    losses[record['step']] = record['loss']
+    return losses
+
+
+class TestEndToEnd(TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.data = osp.join(cls.tmp.name, 'shapes')
+        ensure_shapes_dataset(cls.data, num_train=8, num_val=4)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def _config(self, name, flip=0.5, batch=4, epochs=4):
+        path = osp.join(self.tmp.name, f'{name}.py')
+        with open(path, 'w') as f:
+            f.write(CONFIG.format(repo=REPO, data=self.data, flip=flip,
+                                  batch=batch, epochs=epochs))
+        return path
+
+    def _train(self, config, work_dir, *extra):
+        return _run([sys.executable, 'tools/train.py', config, '--work-dir',
+                     work_dir, *extra])
+
+    def test_resume_continues_the_same_run(self):
+        full = osp.join(self.tmp.name, 'full')
+        self._train(self._config('full', epochs=4), full)
+        part = osp.join(self.tmp.name, 'part')
+        self._train(self._config('part', epochs=2), part)
+        self.assertEqual(sorted(_losses(part)), [1, 2, 3, 4])
+        proc = self._train(self._config('rest', epochs=4), part, '--resume')
+        self.assertIn('resumed', proc.stdout + proc.stderr)
+        ref, resumed = _losses(full), _losses(part)
+        self.assertEqual(sorted(ref), list(range(1, 9)))
+        self.assertEqual(sorted(resumed), list(range(1, 9)))
+        for step in range(5, 9):
+            self.assertAlmostEqual(resumed[step], ref[step], delta=1e-5 *
+                                   abs(ref[step]), msg=f'iteration {step}')
+
+        # Inference with the trained checkpoint on the val images.
+        out = osp.join(self.tmp.name, 'infer')
+        ckpt = osp.join(full, 'epoch_4.pth')
+        _run([sys.executable, 'tools/infer.py', self._config('full'), ckpt,
+              osp.join(self.data, 'val'), '--out-dir', out, '--device',
+              'cpu'])
+        with open(osp.join(out, 'results.json')) as f:
+            records = json.load(f)
+        self.assertEqual(len({r['file_name'] for r in records}), 4)
+        self.assertEqual(len(records), 4 * 40)  # every box of every image
+        for r in records:
+            self.assertIn(r['category_id'], range(1, 6))
+            self.assertEqual(len(r['bbox']), 4)
+        self.assertEqual(len(glob.glob(osp.join(out, 'vis', '*'))), 4)
+
+    def test_two_processes_equal_one_with_the_same_global_batch(self):
+        one = osp.join(self.tmp.name, 'one')
+        self._train(self._config('one', flip=0, batch=4, epochs=1), one)
+        two = osp.join(self.tmp.name, 'two')
+        _run(['bash', 'tools/dist_train.sh',
+              self._config('two', flip=0, batch=2, epochs=1), '2',
+              '--work-dir', two, '--cfg-options',
+              'env_cfg.dist_cfg.backend=gloo'],
+             env=dict(PYTHON=sys.executable, PORT='29611'))
+        with open(osp.join(one, 'first_loss_rank0.json')) as f:
+            ref = json.load(f)
+        ranks = []
+        for rank in range(2):
+            with open(osp.join(two, f'first_loss_rank{rank}.json')) as f:
+                ranks.append(json.load(f))
+        for key, value in ref.items():
+            if 'loss' not in key:
+                continue
+            # Each process normalises by the box count averaged over
+            # processes, so the mean of the process losses is the loss of
+            # the whole batch.
+            mean = (ranks[0][key] + ranks[1][key]) / 2
+            self.assertAlmostEqual(mean, value, delta=1e-4 * abs(value),
+                                   msg=key)

@@ -1,0 +1,420 @@
+"""Compare Sparse R-CNN models (backbones): parameters, FLOPs, latency,
+peak memory on one fixed-size input.
+
+Example::
+
+    python tools/benchmark.py configs/sparse_rcnn_r50_fpn_3x_coco.py \\
+        configs/sparse_rcnn_swin_t_fpn_3x_coco.py --device cuda
+
+Each config runs in a fresh subprocess (``--child``, one JSON line), which
+isolates the configs and makes the CPU peak-memory figure meaningful. The
+model is built with random weights (pretrained checkpoints are never read)
+and measured in eval mode under ``torch.no_grad()`` on a random, already
+normalised ``(1, 3, H, W)`` input: data loading and preprocessing are
+excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
+``benchmark.png`` (latency vs parameters and vs GFLOPs).
+
+* FLOPs: ``torch.utils.flop_counter.FlopCounterMode``, which counts 2 FLOPs
+  per multiply-add of matrix products (``mm``/``addmm``/``bmm``/
+  ``baddbmm``), convolutions and scaled-dot-product attention: the dynamic
+  convolution's ``bmm`` and the attention products are included (the fused
+  ``nn.MultiheadAttention`` fast path is switched off while counting, so
+  that its products are seen); RoIAlign, deformable sampling
+  (mmcv/torchvision custom ops), normalisation and element-wise ops are
+  not. Heads FLOPs = total - ``extract_feat`` FLOPs.
+* Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
+  (``torch.cuda.synchronize()`` before each clock read on CUDA).
+  Backbone+neck is ``model.extract_feat``; heads are the RPN (learned
+  proposals) and RoI heads run on precomputed features.
+* Peak memory: on CUDA ``torch.cuda.max_memory_allocated()`` during the timed
+  runs (weights included); on the CPU the growth of the process peak RSS
+  during the timed runs over the RSS before them, after the allocator's
+  unused memory is returned to the system (activations and workspaces; the
+  weights are excluded).
+"""
+import argparse
+import ctypes
+import gc
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+
+RESULT_MARK = 'BENCHMARK_RESULT '
+FLOPS_NOTE = ('GFLOPs: torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per '
+              'multiply-add; counts matrix products (mm/addmm/bmm/baddbmm: '
+              'incl. the dynamic conv and attention), convolutions and '
+              'scaled-dot-product attention; not RoIAlign / deformable '
+              'sampling (custom ops), norms or element-wise ops.')
+MEM_NOTES = {
+    'cuda': 'peak mem: torch.cuda.max_memory_allocated() during the timed '
+            'runs (weights included).',
+    'cpu': 'peak mem: growth of the process peak RSS during the timed runs '
+           '(activations/workspaces; weights excluded).',
+}
+
+
+# ----------------------------------------------------------------- model ---
+def backbone_label(backbone: dict) -> str:
+    """Short backbone name from its config, e.g. ``ResNet-50``."""
+    name = backbone['type']
+    if name == 'TimmBackbone':
+        return f"timm {backbone['model_name']}"
+    if 'depth' in backbone and name.startswith('ResN'):
+        return f"{name}-{backbone['depth']}"
+    return name
+
+
+def build_model(config: str, device: str = 'cpu'):
+    """Eval-mode model of ``config`` with random weights, and its config.
+
+    A ``Pretrained`` backbone ``init_cfg`` is dropped and timm backbones get
+    ``pretrained=False`` so that nothing is downloaded or read;
+    ``init_weights()`` is not called.
+    """
+    import mmdet_sparse  # noqa: F401  (registers the modules)
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+    from mmdet_sparse.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    backbone = cfg.model.backbone
+    init_cfg = backbone.get('init_cfg')
+    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+        backbone.init_cfg = None
+    if backbone.type == 'TimmBackbone':
+        backbone.pretrained = False
+        backbone.checkpoint_path = None
+    elif backbone.get('pretrained') is not None:
+        backbone.pretrained = None
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmdet_sparse')):
+        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    # no parameter needs a gradient (also keeps the FLOP counter's module
+    # tracker from hooking the learned proposals, returned as they are)
+    return model.to(device).eval().requires_grad_(False), cfg
+
+
+def make_inputs(img_size: Tuple[int, int], device: str = 'cpu'):
+    """Random normalised ``(1, 3, H, W)`` input and its ``DetDataSample``."""
+    from mmdet.structures import DetDataSample
+    h, w = img_size
+    if h % 32 or w % 32:
+        raise ValueError(f'--img-size must be multiples of 32, got {h}x{w}')
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+        scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(1, 3, h, w, generator=gen).to(device), [sample]
+
+
+def run_heads(model, feats, samples) -> list:
+    """The detector's ``predict`` after ``extract_feat``: learned proposals
+    (RPN head) and the iterative RoI heads."""
+    proposals = model.rpn_head.predict(feats, samples, rescale=False)
+    return model.roi_head.predict(feats, proposals, samples, rescale=True)
+
+
+def count_params(model) -> Dict[str, int]:
+    """Parameters: total, backbone, neck, heads (RPN + RoI heads)."""
+    def num(module) -> int:
+        return sum(p.numel() for p in module.parameters()) if module else 0
+    heads = num(getattr(model, 'rpn_head', None)) + \
+        num(getattr(model, 'roi_head', None))
+    return dict(total=num(model), backbone=num(model.backbone),
+                neck=num(getattr(model, 'neck', None)), heads=heads)
+
+
+# ------------------------------------------------------------- measuring ---
+def count_flops(fn: Callable[[], object]) -> Tuple[int, Dict[str, int]]:
+    """FLOPs of one ``fn()`` call (total, per aten op).
+
+    ``nn.MultiheadAttention``'s inference fast path is one fused op that the
+    counter does not see; it is switched off while counting, so that the
+    projections and attention products are counted as ``addmm``/``bmm``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    by_op = counter.get_flop_counts().get('Global', {})
+    return counter.get_total_flops(), {
+        str(op).split('.')[-1]: int(n) for op, n in by_op.items()}
+
+
+def time_runs(fn: Callable[[], object], repeats: int,
+              sync: Callable[[], None]) -> List[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process (``ru_maxrss``) in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == 'darwin' else 2**10)
+
+
+def _reset_peak_rss() -> float:
+    """Prepare a peak-RSS measurement; returns the RSS (MiB) to subtract.
+
+    Memory the allocator holds but does not use is returned to the system
+    (glibc ``malloc_trim``), so that the measured runs must touch their
+    pages again, and the peak is reset to the current RSS (Linux). Where
+    that is not possible, the current peak is returned.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass  # not glibc
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the RSS high-water mark
+        with open('/proc/self/statm') as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+    except OSError:
+        return _peak_rss_mib()
+
+
+def measure(config: str,
+            img_size: Sequence[int] = (800, 1216),
+            warmup: int = 1,
+            repeats: int = 3,
+            device: str = 'cpu',
+            threads: Optional[int] = None,
+            flops: bool = True) -> dict:
+    """Measure one config in this process; see the module docstring."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, cfg = build_model(config, device)
+    inputs, samples = make_inputs(tuple(img_size), device)
+    cuda = inputs.is_cuda
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    result = dict(
+        config=osp.splitext(osp.basename(config))[0],
+        backbone=backbone_label(cfg.model.backbone),
+        proposals=int(model.rpn_head.num_proposals),
+        params=count_params(model))
+    with torch.no_grad():
+        def full():
+            return model.predict(inputs, samples)
+
+        for _ in range(max(warmup, 0)):
+            full()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            rss_before = _reset_peak_rss()
+        total = time_runs(full, repeats, sync)
+        if cuda:
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = max(_peak_rss_mib() - rss_before, 0.0)
+        feat_times = time_runs(lambda: model.extract_feat(inputs), repeats,
+                               sync)
+        feats = model.extract_feat(inputs)
+        head_times = time_runs(lambda: run_heads(model, feats, samples),
+                               repeats, sync)
+        if flops:
+            flops_total, _ = count_flops(full)
+            flops_feat, _ = count_flops(lambda: model.extract_feat(inputs))
+            _, heads_by_op = count_flops(
+                lambda: run_heads(model, feats, samples))
+            result['flops'] = dict(total=flops_total, backbone_neck=flops_feat,
+                                   heads=flops_total - flops_feat,
+                                   heads_by_op=heads_by_op)
+    median = statistics.median(total)
+    result.update(
+        latency=dict(total=median,
+                     backbone_neck=statistics.median(feat_times),
+                     heads=statistics.median(head_times), runs=total),
+        fps=1.0 / median, peak_mem_mib=peak,
+        peak_mem_kind='cuda_max_allocated' if cuda else 'cpu_rss_growth')
+    return result
+
+
+def run_child(config: str, args: argparse.Namespace) -> dict:
+    """:func:`measure` in a fresh Python process; ``{'error': ...}`` if it
+    fails."""
+    cmd = [sys.executable, osp.abspath(__file__), config, '--child',
+           '--img-size', *map(str, args.img_size), '--warmup',
+           str(args.warmup), '--repeats', str(args.repeats), '--device',
+           args.device] + (['--no-flops'] if args.no_flops else [])
+    env = dict(os.environ)
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+        env.update(OMP_NUM_THREADS=str(args.threads),
+                   MKL_NUM_THREADS=str(args.threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    sys.stderr.write('\n'.join(lines[-20:]) + '\n')
+    return dict(config=osp.splitext(osp.basename(config))[0],
+                error=lines[-1] if lines else f'exit code {proc.returncode}')
+
+
+# --------------------------------------------------------------- report ---
+def _fmt(value: Optional[float], digits: int = 1) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def format_table(results: Sequence[dict], meta: dict) -> str:
+    """Markdown report: header lines, main table, breakdown, notes."""
+    lines = ["# Sparse R-CNN benchmark",
+             '',
+             f"- device: {meta['device']}",
+             f"- threads: {meta['threads']}",
+             f"- torch: {meta['torch']}",
+             f"- input: 1x3x{meta['img_size'][0]}x{meta['img_size'][1]} "
+             f"(batch 1), warm-up {meta['warmup']}, median of "
+             f"{meta['repeats']} runs",
+             '',
+             '| config | backbone | proposals | params (M) | GFLOPs | '
+             'backbone+neck ms | heads ms | total ms | FPS | peak mem (MiB) |',
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    rows = ['', '| config | params backbone / neck / heads (M) | '
+            'GFLOPs backbone+neck / heads |', '|---|---|---|']
+    for r in results:
+        if 'error' in r:
+            error = r['error'].replace('|', '/')[:200]
+            lines.append(f"| {r['config']} | error: {error} |"
+                         + ' |' * 8)
+            continue
+        p, lat, f = r['params'], r['latency'], r.get('flops')
+        gflops = f and {k: v / 1e9 for k, v in f.items() if k != 'heads_by_op'}
+        lines.append(
+            f"| {r['config']} | {r['backbone']} | {r['proposals']} | "
+            f"{p['total'] / 1e6:.1f} | {_fmt(gflops and gflops['total'])} | "
+            f"{lat['backbone_neck'] * 1e3:.1f} | {lat['heads'] * 1e3:.1f} | "
+            f"{lat['total'] * 1e3:.1f} | {r['fps']:.2f} | "
+            f"{r['peak_mem_mib']:.0f} |")
+        split = '-' if not gflops else \
+            f"{gflops['backbone_neck']:.1f} / {gflops['heads']:.1f}"
+        rows.append(f"| {r['config']} | {p['backbone'] / 1e6:.1f} / "
+                    f"{p['neck'] / 1e6:.1f} / {p['heads'] / 1e6:.1f} | "
+                    f"{split} |")
+    notes = ['', f'- {FLOPS_NOTE}',
+             f"- {MEM_NOTES['cuda' if 'cuda' in meta['device'] else 'cpu']}",
+             '- heads ms: RPN (learned proposals) + RoI heads on precomputed '
+             'features; total ms: the whole `model.predict`.']
+    return '\n'.join(lines + rows + notes) + '\n'
+
+
+def plot(results: Sequence[dict], path: str) -> None:
+    """Latency vs parameters and vs GFLOPs, one labelled point per config."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    ok = [r for r in results if 'error' not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    panels = [('params (M)', lambda r: r['params']['total'] / 1e6),
+              ('GFLOPs', lambda r: r['flops']['total'] / 1e9
+               if r.get('flops') else None)]
+    for ax, (label, get) in zip(axes, panels):
+        for r in ok:
+            x = get(r)
+            if x is None:
+                continue
+            y = r['latency']['total'] * 1e3
+            ax.scatter(x, y)
+            ax.annotate(r['config'].replace('sparse_rcnn_', ''), (x, y),
+                        textcoords='offset points', xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(label)
+        ax.set_ylabel('latency (ms)')
+        ax.set_title(f'latency vs {label}')
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: Sequence[dict], meta: dict, out_dir: str) -> str:
+    """Write ``benchmark.md``/``.json``/``.png`` to ``out_dir``; returns the
+    markdown."""
+    os.makedirs(out_dir, exist_ok=True)
+    table = format_table(results, meta)
+    with open(osp.join(out_dir, 'benchmark.md'), 'w') as f:
+        f.write(table)
+    with open(osp.join(out_dir, 'benchmark.json'), 'w') as f:
+        json.dump(dict(meta=meta, results=list(results)), f, indent=2)
+    plot(results, osp.join(out_dir, 'benchmark.png'))
+    return table
+
+
+# ------------------------------------------------------------------ CLI ---
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='Compare Sparse R-CNN configs: params, FLOPs, latency, '
+        'peak memory')
+    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument('--img-size', type=int, nargs=2, default=[800, 1216],
+                        metavar=('H', 'W'),
+                        help='input size, multiples of 32 (default 800 1216)')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads (default: torch default)')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--no-flops', action='store_true',
+                        help='skip the FLOP count')
+    parser.add_argument('--child', action='store_true',
+                        help=argparse.SUPPRESS)  # internal: one config
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """Entry point; returns 1 if a config failed."""
+    args = parse_args(argv)
+    if args.child:
+        result = measure(args.configs[0], args.img_size, args.warmup,
+                         args.repeats, args.device, args.threads,
+                         not args.no_flops)
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device.startswith('cuda') and torch.cuda.is_available():
+        device = f'{device} ({torch.cuda.get_device_name(device)})'
+    meta = dict(device=device, threads=args.threads or torch.get_num_threads(),
+                torch=torch.__version__, img_size=list(args.img_size),
+                warmup=args.warmup, repeats=args.repeats,
+                flops_note=FLOPS_NOTE)
+    results = []
+    for config in args.configs:
+        print(f'measuring {config} ...', file=sys.stderr, flush=True)
+        results.append(run_child(config, args))
+    print(write_report(results, meta, args.out_dir))
+    return int(any('error' in r for r in results))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
