@@ -3,12 +3,50 @@ proposal generates from its own feature."""
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmdet.utils import OptConfigType
 from mmdet_sparse.registry import MODELS
+
+
+class _SplitLinear(torch.autograd.Function):
+    """``linear(x, W, b)`` returned as two column blocks ``(M, n1)``,
+    ``(M, n2)``.
+
+    Forward is exactly ``F.linear`` followed by a split. Backward takes the
+    two block gradients as they come and writes the weight gradient block by
+    block, instead of first concatenating a ``(M, n1 + n2)`` gradient (what
+    autograd does for ``split``, and worse, zero-fills, for slicing).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, n1: int):
+        ctx.save_for_backward(x, weight)
+        ctx.n1 = n1
+        out = F.linear(x, weight, bias)
+        return out[:, :n1], out[:, n1:]
+
+    @staticmethod
+    def backward(ctx, grad1: Tensor, grad2: Tensor):
+        x, weight = ctx.saved_tensors
+        n1 = ctx.n1
+        grads = [g if g is not None else x.new_zeros(()) for g in (grad1,
+                                                                  grad2)]
+        grad1, grad2 = (g.expand(x.size(0), size) if g.dim() == 0 else g
+                        for g, size in zip(grads, (n1, weight.size(0) - n1)))
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.addmm(grad1 @ weight[:n1], grad2, weight[n1:])
+        if ctx.needs_input_grad[1]:
+            grad_w = weight.new_empty(weight.shape)
+            torch.mm(grad1.t(), x, out=grad_w[:n1])
+            torch.mm(grad2.t(), x, out=grad_w[n1:])
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.cat([grad1.sum(0), grad2.sum(0)])
+        return grad_x, grad_w, grad_b, None
 
 
 @MODELS.register_module()
@@ -73,10 +111,10 @@ class DynamicConv(BaseModule):
             ``(M, S*S, C_out)``.
         """
         num_rois = param_feature.size(0)
-        # `split` rather than slicing: its backward is one concatenation,
-        # while each slice's backward zero-fills a full-size gradient.
-        param_in, param_out = self.dynamic_layer(param_feature).split(
-            [self.num_params_in, self.num_params_out], dim=1)
+        param_in, param_out = _SplitLinear.apply(param_feature,
+                                                 self.dynamic_layer.weight,
+                                                 self.dynamic_layer.bias,
+                                                 self.num_params_in)
         param_in = param_in.view(num_rois, self.in_channels,
                                  self.feat_channels)
         param_out = param_out.view(num_rois, self.feat_channels,
