@@ -134,10 +134,10 @@ class TestEndToEnd(TestCase):
 
     def test_two_processes_equal_one_with_the_same_global_batch(self):
         one = osp.join(self.tmp.name, 'one')
-        self._train(self._config('one', flip=0, batch=4, epochs=1), one)
+        self._train(self._config('one', flip=0.0, batch=4, epochs=1), one)
         two = osp.join(self.tmp.name, 'two')
         _run(['bash', 'tools/dist_train.sh',
-              self._config('two', flip=0, batch=2, epochs=1), '2',
+              self._config('two', flip=0.0, batch=2, epochs=1), '2',
               '--work-dir', two, '--cfg-options',
               'env_cfg.dist_cfg.backend=gloo'],
              env=dict(PYTHON=sys.executable, PORT='29611'))

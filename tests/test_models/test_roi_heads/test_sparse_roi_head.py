@@ -152,7 +152,7 @@ class TestSparseRoIHead(TestCase):
             losses = _loss(rpn, roi, shapes, samples, feats)
         # Linear layers run in bfloat16; boxes, matching costs and the
         # losses (GIoU included) stay in float32.
-        self.assertEqual(obj.dtype, torch.bfloat16)
+        self.assertEqual(cls_score.dtype, torch.bfloat16)
         self.assertEqual(new_boxes.dtype, torch.float32)
         for key, value in losses.items():
             self.assertEqual(value.dtype, torch.float32, msg=key)
