@@ -17,7 +17,7 @@ demo: env
 	$(PYTHON) tools/demo.py $(DEMO_ARGS)
 
 lint: env
-	$(PYTHON) -m ruff check mmdet_sparse tools tests
+	$(PYTHON) -m ruff check mmdet_sparse tools tests benchmarks
 
 clean-env:
 	rm -rf .venv

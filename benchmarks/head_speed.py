@@ -7,14 +7,13 @@ their runs alternate, and the median of ``--repeats`` runs is reported with
 the ratio ours/mmdet. Modes: ``train`` (batch 2: proposals, all stages,
 matching, losses, backward) and ``infer`` (batch 1, no grad).
 
-    python benchmarks/head_speed.py                      # 100 and 300 proposals
-    python benchmarks/head_speed.py --profile train      # torch.profiler table
-    python benchmarks/head_speed.py --memory             # peak RSS, subprocesses
+    python benchmarks/head_speed.py                  # 100 and 300 proposals
+    python benchmarks/head_speed.py --profile train  # torch.profiler table
+    python benchmarks/head_speed.py --memory         # peak RSS, subprocesses
 """
 import argparse
 import copy
 import json
-import os
 import os.path as osp
 import resource
 import statistics

@@ -1,10 +1,11 @@
 """Registries of ``mmdet_sparse``.
 
-One child registry per mmengine registry, all with ``scope='mmdet_sparse'`` and
-parented to MMDetection's registries: a name registered here (``SparseRoIHead``,
-``DIIHead``, ...) resolves to this package under the ``mmdet_sparse`` scope, and
-every other name (``ResNet``, ``CocoDataset``, ``CocoMetric``, ...) falls through
-to MMDetection and then mmengine. MMDetection's own classes stay reachable
+One child registry per mmengine registry, all with
+``scope='mmdet_sparse'`` and parented to MMDetection's registries: a name
+registered here (``SparseRoIHead``, ``DIIHead``, ...) resolves to this
+package under the ``mmdet_sparse`` scope, and every other name (``ResNet``,
+``CocoDataset``, ``CocoMetric``, ...) falls through to MMDetection and then
+mmengine. MMDetection's own classes stay reachable
 with an explicit scope, e.g. ``type='mmdet.DIIHead'``.
 """
 from mmdet import registry as mmdet_registry

@@ -6,14 +6,14 @@ evaluate COCO bbox mAP, and write visualised predictions and curves.
 import argparse
 import glob
 import logging
-import os
 import os.path as osp
 import sys
 import time
 import warnings
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(REPO, 'configs', 'sparse_rcnn_r18_fpn_shapes_demo.py')
+DEFAULT_CONFIG = osp.join(REPO, 'configs',
+                          'sparse_rcnn_r18_fpn_shapes_demo.py')
 
 
 def parse_args() -> argparse.Namespace:

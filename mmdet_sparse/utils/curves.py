@@ -3,7 +3,10 @@ import json
 from typing import Dict, List, Tuple
 
 
-def read_scalars(path: str) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+Series = Dict[str, List[float]]
+
+
+def read_scalars(path: str) -> Tuple[Series, Series]:
     """Split an mmengine ``vis_data/scalars.json`` into train and val series.
 
     Args:

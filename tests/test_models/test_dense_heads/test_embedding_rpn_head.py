@@ -39,7 +39,8 @@ class TestEmbeddingRPNHead(TestCase):
         self.assertTrue(
             torch.equal(head.init_proposal_bboxes.weight.grad[0],
                         torch.tensor([40., 20., 0., 0.])))
-        self.assertTrue(torch.all(head.init_proposal_features.weight.grad == 1))
+        grad = head.init_proposal_features.weight.grad
+        self.assertTrue(torch.all(grad == 1))
 
     def test_loss_and_predict_has_no_loss(self):
         head = EmbeddingRPNHead(num_proposals=2)

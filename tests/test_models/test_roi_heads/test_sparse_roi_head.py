@@ -49,7 +49,8 @@ class TestSparseRoIHead(TestCase):
         (losses['s1.loss_bbox'] + losses['s1.loss_cls']).backward()
         # Later stages see detached boxes, but the proposal features flow.
         self.assertIsNone(rpn.init_proposal_bboxes.weight.grad)
-        self.assertGreater(rpn.init_proposal_features.weight.grad.abs().sum(), 0)
+        feat_grad = rpn.init_proposal_features.weight.grad
+        self.assertGreater(feat_grad.abs().sum(), 0)
         rpn.zero_grad()
         losses = _loss(rpn, roi, shapes, data_samples(shapes, [3], 4))
         losses['s0.loss_bbox'].backward()

@@ -36,8 +36,8 @@ class TestDynamicConv(TestCase):
         conv = DynamicConv(
             in_channels=8, feat_channels=2, out_channels=6,
             input_feat_shape=2, with_proj=False)
-        self.assertEqual(conv(torch.randn(3, 8), torch.randn(3, 8, 2, 2)).shape,
-                         (3, 4, 6))
+        out = conv(torch.randn(3, 8), torch.randn(3, 8, 2, 2))
+        self.assertEqual(out.shape, (3, 4, 6))
 
 
 class TestDIIHead(TestCase):
