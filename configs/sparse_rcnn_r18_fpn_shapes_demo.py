@@ -83,8 +83,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+max_epochs = 10
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(
@@ -92,7 +92,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[10],
+        milestones=[8],
         gamma=0.1)
 ]
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
@@ -100,6 +100,6 @@ auto_scale_lr = dict(base_batch_size=4)
 
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=4, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
+    checkpoint=dict(interval=5, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 log_processor = dict(window_size=20)
