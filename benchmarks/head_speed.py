@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
@@ -136,6 +135,7 @@ def full_model_share(img_size, num_proposals: int, repeats: int) -> dict:
     cfg.backbone.init_cfg = None
     cfg.rpn_head.num_proposals = num_proposals
     cfg.test_cfg.rcnn.max_per_img = num_proposals
+    cfg['_scope_'] = 'mmdet_sparse'
     model = MODELS.build(cfg).eval()
     _, samples = make_inputs(1, img_size, 7)
     img = torch.randn(1, 3, *img_size)
@@ -156,7 +156,7 @@ def full_model_share(img_size, num_proposals: int, repeats: int) -> dict:
 
 
 def peak_memory(impl: str, mode: str, num_proposals: int, img_size) -> float:
-    """Peak RSS growth (MiB) of one step, in a fresh process."""
+    """Peak RSS growth (MiB) of one step, in a fresh process (Linux)."""
     out = subprocess.run(
         [sys.executable, __file__, '--child', impl, mode, str(num_proposals),
          str(img_size[0]), str(img_size[1])],
@@ -164,14 +164,29 @@ def peak_memory(impl: str, mode: str, num_proposals: int, img_size) -> float:
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
 
+def _proc_status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
 def child(impl: str, mode: str, num_proposals: int, img_size) -> None:
+    """One step in this process; prints the peak RSS growth it caused."""
+    import ctypes
+    import gc
     heads = head_pair(num_proposals)[impl]
     step, batch = STEPS[mode]
     feats, samples = make_inputs(batch, img_size, num_gts=7)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    ctypes.CDLL('libc.so.6').malloc_trim(0)  # return freed build memory
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak (VmHWM) to the current RSS
+    before = _proc_status_kib('VmRSS')
     step(heads, feats, samples)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(peak_mib=(after - before) / 1024)))
+    peak = _proc_status_kib('VmHWM')
+    print(json.dumps(dict(peak_mib=(peak - before) / 1024)))
 
 
 def profile(mode: str, num_proposals: int, img_size, impl: str) -> None:

@@ -34,6 +34,14 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOL
 
 
+def _map_in_waves(fn, tasks: list, workers: int):
+    """``map(fn, tasks)`` on the pool, at most ``workers`` tasks at a time,
+    so that no more than ``workers`` results are alive at once."""
+    pool = _pool(workers)
+    for start in range(0, len(tasks), workers):
+        yield from pool.map(fn, tasks[start:start + workers])
+
+
 def _tasks(level_rois: Sequence[Tuple[Tensor, Tensor]], num_channels: int,
            num_blocks: int) -> List[tuple]:
     """``(level, image, channel slice, output rows, image rois)`` tasks.
@@ -110,7 +118,7 @@ class _ThreadedRoIAlign(torch.autograd.Function):
 
         grads = [grad_out.new_empty(shape) for shape in ctx.shapes]
         filled = set()
-        results = _pool(ctx.workers).map(run, ctx.tasks)
+        results = _map_in_waves(run, ctx.tasks, ctx.workers)
         for (level, img, chans, _, _), grad in zip(ctx.tasks, results):
             grads[level][img, chans] = grad[0]
             filled.add((level, img))
