@@ -172,6 +172,10 @@ class SparseRoIHead(BaseRoIHead):
             dict[str, Tensor]: ``s{i}.loss_cls``, ``s{i}.pos_acc``,
             ``s{i}.loss_bbox``, ``s{i}.loss_iou`` for every stage ``i``.
         """
+        if not self.matchers:
+            raise RuntimeError(
+                'SparseRoIHead.loss needs train_cfg (per-stage assigner); '
+                'the model was built without model.train_cfg.rcnn.')
         metas = [s.metainfo for s in batch_data_samples]
         gt_instances = [s.gt_instances for s in batch_data_samples]
         boxes, feats = self._proposals(rpn_results_list)
