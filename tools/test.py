@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmdet_sparse  # noqa: E402
+from mmdet_sparse.utils.tool_config import load_tool_config  # noqa: E402,E501
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from mmdet_sparse.apis import (allow_runner_checkpoints,  # noqa: E402
@@ -71,17 +72,8 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
 
 def setup_cfg(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line options to it."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('default_scope') is None:
-        cfg.default_scope = 'mmdet_sparse'
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
