@@ -24,11 +24,12 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdet_sparse  # noqa: E402
+# Registers this package's and MMDetection's modules and lets Runner
+# checkpoints load under weights_only (see mmdet_sparse/__init__.py).
+import mmdet_sparse  # noqa: E402,F401
 from mmdet_sparse.utils.tool_config import load_tool_config  # noqa: E402,E501
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmdet_sparse.apis import (allow_runner_checkpoints,  # noqa: E402
-                               enable_amp, setup_cpu_distributed)
+from mmdet_sparse.apis import enable_amp, setup_cpu_distributed  # noqa: E402,E501
 from mmdet_sparse.registry import RUNNERS  # noqa: E402
 
 
@@ -90,10 +91,6 @@ def setup_cfg(args: argparse.Namespace) -> Config:
 def main(argv: Optional[list] = None) -> None:
     """Entry point."""
     args = parse_args(argv)
-    # Import MMDetection's modules too (visualizer, metrics, transforms):
-    # this package's registries look names up in MMDetection's.
-    mmdet_sparse.register_all_modules(init_default_scope=False)
-    allow_runner_checkpoints()
     setup_cache_size_limit_of_dynamo()
     cfg = setup_cfg(args)
     if args.launcher == 'pytorch':

@@ -21,7 +21,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from mmdet_sparse.engine import allow_runner_checkpoints
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
@@ -182,10 +181,7 @@ def build_inferencer(config: str, checkpoint: str, device: str = 'cpu'):
     for path in (config, checkpoint):
         if not osp.isfile(path):
             raise FileNotFoundError(f'File not found: {path}')
-    import mmdet_sparse
     from mmdet.apis import DetInferencer
-    mmdet_sparse.register_all_modules(init_default_scope=False)
-    allow_runner_checkpoints()
     return DetInferencer(
         model=config,
         weights=checkpoint,
