@@ -1,12 +1,13 @@
 """Multi-level RoIAlign that uses every CPU core.
 
 The CPU kernels of RoIAlign (mmcv's and torchvision's, which compute the
-same values bit for bit) run on one thread. This extractor splits the work
-into independent tasks and runs torchvision's kernels on a thread pool (they
-release the GIL), one task per (pyramid level, image, channel block) in both
-directions. Every task reads and writes a
-disjoint block in the kernel's own order, so values and feature gradients
-are bit-identical to one single-threaded call.
+same values bit for bit) run on one thread. In the forward pass this
+extractor splits the work into independent (pyramid level, image, channel
+block) tasks and runs torchvision's kernel on a thread pool (it releases the
+GIL); every task writes a disjoint block in the kernel's own order, so the
+pooled features are bit-identical to one single-threaded call. The backward
+pass computes the feature gradient with batched matrix products
+(:mod:`.separable_roi_align`), equal to the kernels' up to float rounding.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet_sparse.registry import MODELS
+from .separable_roi_align import roi_align_feature_grad
 
 _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_PID: Optional[int] = None
@@ -32,14 +34,6 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         _POOL = ThreadPoolExecutor(workers, thread_name_prefix='roi_align')
         _POOL_PID = os.getpid()
     return _POOL
-
-
-def _map_in_waves(fn, tasks: list, workers: int):
-    """``map(fn, tasks)`` on the pool, at most ``workers`` tasks at a time,
-    so that no more than ``workers`` results are alive at once."""
-    pool = _pool(workers)
-    for start in range(0, len(tasks), workers):
-        yield from pool.map(fn, tasks[start:start + workers])
 
 
 def _tasks(level_rois: Sequence[Tuple[Tensor, Tensor]], num_channels: int,
@@ -98,36 +92,22 @@ class _ThreadedRoIAlign(torch.autograd.Function):
             rows = task[3]
         if rows is not None:
             out.index_copy_(0, rows, torch.cat(blocks, 1))
-        ctx.tasks, ctx.params, ctx.workers = tasks, params, workers
+        ctx.level_rois, ctx.params = level_rois, params
         ctx.shapes = [f.shape for f in feats]
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         out_size, scales, sampling_ratio, aligned = ctx.params
-        grad_out = grad_out.contiguous()
-
-        @torch.no_grad()
-        def run(task):
-            level, _, chans, rows, rois = task
-            grad = grad_out[rows, chans]
-            _, _, height, width = ctx.shapes[level]
-            return torch.ops.torchvision._roi_align_backward(
-                grad, rois, scales[level], out_size[0], out_size[1], 1,
-                grad.size(1), height, width, sampling_ratio, aligned)
-
-        grads = [grad_out.new_empty(shape) for shape in ctx.shapes]
-        filled = set()
-        results = _map_in_waves(run, ctx.tasks, ctx.workers)
-        for (level, img, chans, _, _), grad in zip(ctx.tasks, results):
-            grads[level][img, chans] = grad[0]
-            filled.add((level, img))
-        # Unused (level, image) pairs get zeros, which keeps every level in
-        # the graph (distributed training expects the same graph everywhere).
-        for level, shape in enumerate(ctx.shapes):
-            for img in range(shape[0]):
-                if (level, img) not in filled:
-                    grads[level][img].zero_()
+        grads = []
+        # Levels without RoIs still get (zero) gradients, which keeps every
+        # level in the graph (distributed training expects the same graph
+        # everywhere).
+        for level, (rows, rois) in enumerate(ctx.level_rois):
+            grads.append(
+                roi_align_feature_grad(grad_out[rows], rois,
+                                       ctx.shapes[level], scales[level],
+                                       sampling_ratio, aligned))
         return (None, None, None, *grads)
 
 
