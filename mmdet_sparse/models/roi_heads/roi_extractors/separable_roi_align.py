@@ -18,7 +18,7 @@ the per-channel, per-sample scatter of the CPU kernels. The result equals
 torchvision's / mmcv's ``roi_align`` backward up to float rounding (the sum
 order differs).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -79,14 +79,47 @@ def _axis_weights(start: Tensor, length: Tensor, size: int, bins: int,
     return weights, first
 
 
+def _extents(rois: Tensor, spatial_scale: float,
+             aligned: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``start_y, len_y, start_x, len_x`` of each RoI in feature pixels,
+    as the kernels compute them."""
+    offset = 0.5 if aligned else 0.0
+    boxes = rois[:, 1:]
+    start_x = boxes[:, 0] * spatial_scale - offset
+    start_y = boxes[:, 1] * spatial_scale - offset
+    len_x = boxes[:, 2] * spatial_scale - offset - start_x
+    len_y = boxes[:, 3] * spatial_scale - offset - start_y
+    if not aligned:
+        len_x, len_y = len_x.clamp(min=1.0), len_y.clamp(min=1.0)
+    return start_y, len_y, start_x, len_x
+
+
+def _window_sides(len_y: Tensor, len_x: Tensor, height: int,
+                  width: int) -> Tuple[Tensor, Tensor]:
+    """Upper bounds of each RoI's window height and width."""
+    return ((len_y.ceil() + 3).clamp(max=height).long(),
+            (len_x.ceil() + 3).clamp(max=width).long())
+
+
+def window_area(rois: Tensor, spatial_scale: float, aligned: bool,
+                height: int, width: int) -> Tensor:
+    """``(n,)`` bound on the feature pixels each RoI's gradient touches.
+
+    The cost of :func:`roi_align_feature_grad` grows with it, that of the
+    sampling kernels does not; callers can route large RoIs to the latter.
+    """
+    _, len_y, _, len_x = _extents(rois, spatial_scale, aligned)
+    win_y, win_x = _window_sides(len_y, len_x, height, width)
+    return win_y * win_x
+
+
 def _chunks(len_y: Tensor, len_x: Tensor, height: int, width: int,
             channels: int) -> List[Tensor]:
     """Split RoIs into groups whose padded windows fit the element budget.
 
     RoIs are sorted by window area so each group pads to similar sizes.
     """
-    win_y = (len_y.ceil() + 3).clamp(max=height).long()
-    win_x = (len_x.ceil() + 3).clamp(max=width).long()
+    win_y, win_x = _window_sides(len_y, len_x, height, width)
     order = torch.argsort(win_y * win_x)
     groups, start, max_y, max_x = [], 0, 0, 0
     for i, (wy, wx) in enumerate(zip(win_y[order].tolist(),
@@ -103,7 +136,8 @@ def _chunks(len_y: Tensor, len_x: Tensor, height: int, width: int,
 def roi_align_feature_grad(grad_out: Tensor, rois: Tensor,
                            feat_shape: Tuple[int, int, int, int],
                            spatial_scale: float, sampling_ratio: int,
-                           aligned: bool) -> Tensor:
+                           aligned: bool,
+                           out: Optional[Tensor] = None) -> Tensor:
     """Gradient of RoIAlign (average pooling) with respect to its features.
 
     Args:
@@ -114,25 +148,23 @@ def roi_align_feature_grad(grad_out: Tensor, rois: Tensor,
         spatial_scale (float): Feature pixels per image pixel.
         sampling_ratio (int): Samples per bin along each axis (> 0).
         aligned (bool): Half-pixel offset, as in ``RoIAlign(aligned=True)``.
+        out (Tensor, optional): ``(B, H, W, C)`` buffer to add into;
+            a zero one is made when not given.
 
     Returns:
-        Tensor: ``(B, C, H, W)`` gradient (a channels-last strided view).
+        Tensor: ``(B, C, H, W)`` gradient (a channels-last strided view of
+        ``out``).
     """
     if sampling_ratio <= 0:
         raise ValueError('the separable RoIAlign gradient needs a fixed '
                          f'sampling_ratio > 0, got {sampling_ratio}')
     num_imgs, channels, height, width = feat_shape
-    grad = grad_out.new_zeros((num_imgs, height, width, channels))
+    grad = out if out is not None else grad_out.new_zeros(
+        (num_imgs, height, width, channels))
     n, _, bins_y, bins_x = grad_out.shape
     if n:
-        offset = 0.5 if aligned else 0.0
-        boxes = rois[:, 1:].to(grad_out.dtype)
-        start_x = boxes[:, 0] * spatial_scale - offset
-        start_y = boxes[:, 1] * spatial_scale - offset
-        len_x = boxes[:, 2] * spatial_scale - offset - start_x
-        len_y = boxes[:, 3] * spatial_scale - offset - start_y
-        if not aligned:
-            len_x, len_y = len_x.clamp(min=1.0), len_y.clamp(min=1.0)
+        start_y, len_y, start_x, len_x = _extents(
+            rois.to(grad_out.dtype), spatial_scale, aligned)
         img_ids = rois[:, 0].long()
         groups = _chunks(len_y, len_x, height, width, channels)
         order = torch.cat(groups)
@@ -150,13 +182,11 @@ def roi_align_feature_grad(grad_out: Tensor, rois: Tensor,
             hc, wc = wy.size(2), wx.size(2)
             # Along y: (m, hc, P) @ (m, P, Q * C) -> (m, hc, Q, C).
             rows = torch.bmm(wy.transpose(1, 2), grad_rows[start:stop])
-            rows = rows.view(-1, hc, bins_x, channels).transpose(1, 2)
-            # Along x: (m, wc, Q) @ (m, Q, hc * C) -> (m, wc, hc, C).
-            window = torch.bmm(wx.transpose(1, 2),
-                               rows.reshape(-1, bins_x, hc * channels))
-            # (m, wc, hc, C) -> (m, hc, wc, C), added window by window: a
-            # loop of strided adds beats index_add_/index_put_ on the CPU.
-            window = window.view(-1, wc, hc, channels).transpose(1, 2)
+            # Along x: (m, 1, wc, Q) @ (m, hc, Q, C) -> (m, hc, wc, C).
+            window = torch.matmul(wx.transpose(1, 2)[:, None],
+                                  rows.view(-1, hc, bins_x, channels))
+            # Added window by window: a loop of strided adds beats
+            # index_add_ / index_put_ on the CPU.
             for k, (img, top, left) in enumerate(
                     zip(img_ids[idx].tolist(), y0.tolist(), x0.tolist())):
                 h, w = min(hc, height - top), min(wc, width - left)

@@ -6,8 +6,10 @@ extractor splits the work into independent (pyramid level, image, channel
 block) tasks and runs torchvision's kernel on a thread pool (it releases the
 GIL); every task writes a disjoint block in the kernel's own order, so the
 pooled features are bit-identical to one single-threaded call. The backward
-pass computes the feature gradient with batched matrix products
-(:mod:`.separable_roi_align`), equal to the kernels' up to float rounding.
+pass computes the feature gradient of RoIs up to about 24x24 feature pixels
+with batched matrix products (:mod:`.separable_roi_align`), and that of
+larger RoIs with torchvision's kernel in the same parallel tasks; both equal
+the single-threaded kernel's up to float rounding.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,11 @@ from torch import Tensor
 
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet_sparse.registry import MODELS
-from .separable_roi_align import roi_align_feature_grad
+from .separable_roi_align import roi_align_feature_grad, window_area
+
+# RoIs whose gradient window (feature pixels) is larger than this go to the
+# sampling kernel, whose cost does not grow with the RoI's size.
+MAX_SEPARABLE_WINDOW = 576
 
 _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_PID: Optional[int] = None
@@ -36,19 +42,20 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOL
 
 
-def _tasks(level_rois: Sequence[Tuple[Tensor, Tensor]], num_channels: int,
+def _tasks(level_rois: Sequence[Tuple[int, Tensor, Tensor]],
+           num_channels: int,
            num_blocks: int) -> List[tuple]:
     """``(level, image, channel slice, output rows, image rois)`` tasks.
 
     Args:
-        level_rois: per level ``(rows, rois)``: indices into the output and
-            the ``(n, 5)`` RoIs of that level.
+        level_rois: ``(level, rows, rois)``: a level, indices into the
+            output and the ``(n, 5)`` RoIs of that level.
         num_channels (int): Channels of the features.
         num_blocks (int): Channel blocks per (level, image).
     """
     step = -(-num_channels // num_blocks)
     tasks = []
-    for level, (rows, rois) in enumerate(level_rois):
+    for level, rows, rois in level_rois:
         if rows.numel() == 0:
             continue
         img_ids = rois[:, 0].long()
@@ -71,7 +78,9 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         out_size, scales, sampling_ratio, aligned = params
         num_rois = sum(rows.numel() for rows, _ in level_rois)
         channels = feats[0].size(1)
-        tasks = _tasks(level_rois, channels, workers)
+        tasks = _tasks([(level, rows, rois)
+                        for level, (rows, rois) in enumerate(level_rois)],
+                       channels, workers)
 
         @torch.no_grad()  # grad mode is per thread
         def run(task):
@@ -92,22 +101,48 @@ class _ThreadedRoIAlign(torch.autograd.Function):
             rows = task[3]
         if rows is not None:
             out.index_copy_(0, rows, torch.cat(blocks, 1))
-        ctx.level_rois, ctx.params = level_rois, params
+        ctx.level_rois, ctx.params, ctx.workers = level_rois, params, workers
         ctx.shapes = [f.shape for f in feats]
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         out_size, scales, sampling_ratio, aligned = ctx.params
-        grads = []
-        # Levels without RoIs still get (zero) gradients, which keeps every
-        # level in the graph (distributed training expects the same graph
-        # everywhere).
+        grad_out = grad_out.contiguous()
+        channels = grad_out.size(1)
+        grads, tasks = [], []
         for level, (rows, rois) in enumerate(ctx.level_rois):
+            num_imgs, _, height, width = ctx.shapes[level]
+            # Levels without RoIs still get (zero) gradients, which keeps
+            # every level in the graph (distributed training expects the
+            # same graph everywhere).
+            buf = grad_out.new_zeros((num_imgs, height, width, channels))
+            small = window_area(rois, scales[level], aligned, height,
+                                width) <= MAX_SEPARABLE_WINDOW
             grads.append(
-                roi_align_feature_grad(grad_out[rows], rois,
+                roi_align_feature_grad(grad_out[rows[small]], rois[small],
                                        ctx.shapes[level], scales[level],
-                                       sampling_ratio, aligned))
+                                       sampling_ratio, aligned, out=buf))
+            large = ~small
+            if bool(large.any()):
+                tasks += _tasks([(level, rows[large], rois[large])],
+                                channels, ctx.workers)
+
+        @torch.no_grad()
+        def run(task):
+            level, _, chans, rows, rois = task
+            grad = grad_out[rows, chans]
+            _, _, height, width = ctx.shapes[level]
+            return torch.ops.torchvision._roi_align_backward(
+                grad, rois, scales[level], out_size[0], out_size[1], 1,
+                grad.size(1), height, width, sampling_ratio, aligned)
+
+        # RoIs with large windows: the sampling kernel, on the pool.
+        for start in range(0, len(tasks), ctx.workers):
+            wave = tasks[start:start + ctx.workers]
+            for (level, img, chans, _, _), grad in zip(
+                    wave, _pool(ctx.workers).map(run, wave)):
+                grads[level][img, chans] += grad[0]
         return (None, None, None, *grads)
 
 

@@ -1,7 +1,9 @@
-from unittest import TestCase
+from unittest import TestCase, mock
 
 import torch
 
+from mmdet_sparse.models.roi_heads.roi_extractors import \
+    threaded_roi_extractor
 from mmdet_sparse.registry import MODELS
 
 
@@ -49,10 +51,17 @@ class TestThreadedRoIExtractor(TestCase):
     def test_bit_identical_forward_close_backward(self):
         ours = _extractor('ThreadedRoIExtractor', num_threads=2)
         ref = _extractor('mmdet.SingleRoIExtractor')
-        for seed in range(3):
-            (ref_out, our_out), (ref_g, our_g) = self._compare(ours, ref, seed)
-            self.assertTrue(torch.equal(our_out, ref_out))
-            self._assert_grads_close(our_g, ref_g)
+        # Backward routes RoIs by window size: all separable, mixed, all
+        # through the sampling kernel.
+        for limit in (10**6, 40, 0):
+            for seed in range(3):
+                with self.subTest(limit=limit, seed=seed), mock.patch.object(
+                        threaded_roi_extractor, 'MAX_SEPARABLE_WINDOW',
+                        limit):
+                    (ref_out, our_out), (ref_g, our_g) = self._compare(
+                        ours, ref, seed)
+                    self.assertTrue(torch.equal(our_out, ref_out))
+                    self._assert_grads_close(our_g, ref_g)
 
     def test_not_aligned(self):
         ours = _extractor('ThreadedRoIExtractor', num_threads=2,
