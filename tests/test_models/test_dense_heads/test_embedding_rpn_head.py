@@ -51,7 +51,35 @@ class TestEmbeddingRPNHead(TestCase):
         with self.assertRaises(NotImplementedError):
             head.loss()
 
+    def test_grid_boxes(self):
+        for num in (1, 9, 40):
+            head = EmbeddingRPNHead(num_proposals=num,
+                                    proposal_feature_channel=4,
+                                    init_boxes='grid')
+            side = {1: 1, 9: 3, 40: 7}[num]
+            boxes = head([dict(img_shape=(70, 140))])[0][0]
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+            # Distinct cell centres, on the k x k lattice of the image.
+            cells = torch.round(centres / torch.tensor([140., 70.]) * side -
+                                0.5)
+            torch.testing.assert_close(
+                centres, (cells + 0.5) / side * torch.tensor([140., 70.]))
+            self.assertEqual(len({tuple(c) for c in cells.tolist()}), num)
+            self.assertTrue(bool((cells >= 0).all() and (cells < side).all()))
+            # Corners of the image are covered by the first and last cells.
+            self.assertEqual(cells[0].tolist(), [0, 0])
+            self.assertEqual(cells[-1].tolist(), [side - 1, side - 1])
+            size = min(1.0, 2 / side) * torch.tensor([140., 70.])
+            torch.testing.assert_close(boxes[:, 2:] - boxes[:, :2],
+                                       size.expand(num, 2))
+            head.init_proposal_bboxes.weight.data.zero_()
+            head.init_weights()
+            torch.testing.assert_close(
+                head([dict(img_shape=(70, 140))])[0][0], boxes)
+
     def test_bad_arguments(self):
+        with self.assertRaises(ValueError):
+            EmbeddingRPNHead(init_boxes='random')
         with self.assertRaises(ValueError):
             EmbeddingRPNHead(num_proposals=0)
         with self.assertRaises(ValueError):
