@@ -110,21 +110,17 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         out_size, scales, sampling_ratio, aligned = ctx.params
         grad_out = grad_out.contiguous()
         channels = grad_out.size(1)
-        grads, tasks = [], []
+        grads, tasks = [None] * len(ctx.shapes), []
         for level, (rows, rois) in enumerate(ctx.level_rois):
-            num_imgs, _, height, width = ctx.shapes[level]
-            # Levels without RoIs still get (zero) gradients, which keeps
-            # every level in the graph (distributed training expects the
-            # same graph everywhere).
-            buf = grad_out.new_zeros((num_imgs, height, width, channels))
+            _, _, height, width = ctx.shapes[level]
             small = window_area(rois, scales[level], aligned, height,
                                 width) <= MAX_SEPARABLE_WINDOW
-            grads.append(
-                roi_align_feature_grad(grad_out[rows[small]], rois[small],
-                                       ctx.shapes[level], scales[level],
-                                       sampling_ratio, aligned, out=buf))
-            large = ~small
-            if bool(large.any()):
+            if bool(small.any()):
+                grads[level] = roi_align_feature_grad(
+                    grad_out[rows[small]], rois[small], ctx.shapes[level],
+                    scales[level], sampling_ratio, aligned)
+            if not bool(small.all()):
+                large = ~small
                 tasks += _tasks([(level, rows[large], rois[large])],
                                 channels, ctx.workers)
 
@@ -137,12 +133,32 @@ class _ThreadedRoIAlign(torch.autograd.Function):
                 grad, rois, scales[level], out_size[0], out_size[1], 1,
                 grad.size(1), height, width, sampling_ratio, aligned)
 
-        # RoIs with large windows: the sampling kernel, on the pool.
+        # RoIs with large windows: the sampling kernel, on the pool. Where
+        # a level has no separable part its gradient is written block by
+        # block, else added to it.
+        written = set()
+        fresh = {task[0] for task in tasks if grads[task[0]] is None}
+        for level in fresh:
+            grads[level] = grad_out.new_empty(ctx.shapes[level])
         for start in range(0, len(tasks), ctx.workers):
             wave = tasks[start:start + ctx.workers]
             for (level, img, chans, _, _), grad in zip(
                     wave, _pool(ctx.workers).map(run, wave)):
-                grads[level][img, chans] += grad[0]
+                if level in fresh:
+                    grads[level][img, chans] = grad[0]
+                    written.add((level, img))
+                else:
+                    grads[level][img, chans] += grad[0]
+        # Levels and images without RoIs still get (zero) gradients, which
+        # keeps every level in the graph (distributed training expects the
+        # same graph everywhere).
+        for level, shape in enumerate(ctx.shapes):
+            if grads[level] is None:
+                grads[level] = grad_out.new_zeros(shape)
+            elif level in fresh:
+                for img in range(shape[0]):
+                    if (level, img) not in written:
+                        grads[level][img].zero_()
         return (None, None, None, *grads)
 
 

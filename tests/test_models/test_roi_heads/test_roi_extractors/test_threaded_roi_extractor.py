@@ -72,16 +72,20 @@ class TestThreadedRoIExtractor(TestCase):
         self.assertTrue(torch.equal(our_out, ref_out))
         self._assert_grads_close(our_g, ref_g)
 
-    def test_unused_level_gets_zero_gradient(self):
+    def test_unused_level_and_image_get_zero_gradient(self):
         ours = _extractor('ThreadedRoIExtractor', num_threads=2)
-        feats = [f.requires_grad_() for f in _inputs()[0]]
         rois = torch.tensor([[0., 10., 10., 30., 30.],
-                             [1., 5., 5., 20., 25.]])  # all on level 0
-        ours(feats, rois).sum().backward()
-        self.assertGreater(feats[0].grad.abs().sum(), 0)
-        for feat in feats[1:]:
-            self.assertIsNotNone(feat.grad)
-            self.assertEqual(feat.grad.abs().sum().item(), 0)
+                             [0., 5., 5., 20., 25.]])  # image 0, level 0
+        for limit in (10**6, 0):
+            with self.subTest(limit=limit), mock.patch.object(
+                    threaded_roi_extractor, 'MAX_SEPARABLE_WINDOW', limit):
+                feats = [f.requires_grad_() for f in _inputs()[0]]
+                ours(feats, rois).sum().backward()
+                self.assertGreater(feats[0].grad[0].abs().sum(), 0)
+                self.assertEqual(feats[0].grad[1].abs().sum().item(), 0)
+                for feat in feats[1:]:
+                    self.assertIsNotNone(feat.grad)
+                    self.assertEqual(feat.grad.abs().sum().item(), 0)
 
     def test_falls_back_to_parent(self):
         adaptive = _extractor('ThreadedRoIExtractor',
