@@ -190,9 +190,10 @@ class SparseRoIHead(BaseRoIHead):
         avg_factor = reduce_mean(whwh.new_tensor(float(num_matched)))
         avg_factor = avg_factor.clamp(min=1.0)
 
-        losses = {}
+        losses, used_levels = {}, set()
         for stage in range(self.num_stages):
             head = self.bbox_head[stage]
+            used_levels.update(self._levels(stage, boxes))
             cls_score, new_boxes, feats = self._stage_forward(
                 stage, x, boxes, feats)
             matched = self.matchers[stage](cls_score.detach(),
@@ -215,7 +216,26 @@ class SparseRoIHead(BaseRoIHead):
                 losses[f's{stage}.{name}'] = (
                     value * weight if 'loss' in name else value)
             boxes = new_boxes.detach()
+        # Levels that no stage pooled from stay in the graph with a zero
+        # gradient, so that every parameter takes part in every step (as
+        # distributed training without unused-parameter search requires).
+        unused = [level for level in range(len(x))
+                  if level not in used_levels and x[level].requires_grad]
+        if unused:
+            losses['s0.loss_cls'] = losses['s0.loss_cls'] + sum(
+                x[level].sum() * 0 for level in unused)
         return losses
+
+    def _levels(self, stage: int, boxes: Tensor) -> List[int]:
+        """Pyramid levels the extractor of ``stage`` pools ``boxes``
+        ``(B, N, 4)`` from."""
+        extractor = self._extractor(stage)
+        if extractor.num_inputs == 1:
+            return [0]
+        rois = torch.cat([boxes.new_zeros(boxes.shape[:2] + (1, )), boxes],
+                         -1).flatten(0, 1)
+        levels = extractor.map_roi_levels(rois, extractor.num_inputs)
+        return torch.unique(levels).tolist()
 
     def predict_bbox(self,
                      x: Tuple[Tensor],

@@ -56,6 +56,21 @@ class TestSparseRoIHead(TestCase):
         losses['s0.loss_bbox'].backward()
         self.assertGreater(rpn.init_proposal_bboxes.weight.grad.abs().sum(), 0)
 
+    def test_every_level_in_graph(self):
+        # Whole-image proposals on a small image all pool from the coarsest
+        # level; the others must still receive a (zero) gradient.
+        rpn, roi = _heads()
+        shapes = [(64, 96), (64, 96)]
+        feats = [f.requires_grad_() for f in fpn_features(shapes)]
+        losses = _loss(rpn, roi, shapes, data_samples(shapes, [2, 1], 4),
+                       feats)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        grads = [f.grad for f in feats]
+        self.assertTrue(all(g is not None for g in grads))
+        used = [bool(g.abs().sum() > 0) for g in grads]
+        self.assertIn(True, used)
+        self.assertIn(False, used)
+
     def test_all_images_without_boxes(self):
         rpn, roi = _heads()
         shapes = [(64, 96), (64, 64)]

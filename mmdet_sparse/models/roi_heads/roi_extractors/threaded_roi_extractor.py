@@ -149,16 +149,15 @@ class _ThreadedRoIAlign(torch.autograd.Function):
                     written.add((level, img))
                 else:
                     grads[level][img, chans] += grad[0]
-        # Levels and images without RoIs still get (zero) gradients, which
-        # keeps every level in the graph (distributed training expects the
-        # same graph everywhere).
-        for level, shape in enumerate(ctx.shapes):
-            if grads[level] is None:
-                grads[level] = grad_out.new_zeros(shape)
-            elif level in fresh:
-                for img in range(shape[0]):
-                    if (level, img) not in written:
-                        grads[level][img].zero_()
+        # Images without RoIs on a level the kernel wrote get zeros; levels
+        # without RoIs get none at all (``None``), which spares a zero-filled
+        # map per level and stage. Callers that need every level in the
+        # graph (distributed training) connect the unused ones once, as
+        # ``SparseRoIHead.loss`` does.
+        for level in fresh:
+            for img in range(ctx.shapes[level][0]):
+                if (level, img) not in written:
+                    grads[level][img].zero_()
         return (None, None, None, *grads)
 
 
@@ -168,7 +167,9 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
     RoIAlign.
 
     Same config, level mapping and values as ``SingleRoIExtractor`` with
-    mmcv's ``RoIAlign`` (``pool_mode='avg'``, fixed ``sampling_ratio``). On
+    mmcv's ``RoIAlign`` (``pool_mode='avg'``, fixed ``sampling_ratio``).
+    One difference in the graph: a level without RoIs gets no gradient
+    (``SingleRoIExtractor`` adds a zero term per level instead). On
     CUDA tensors, with another RoI layer or adaptive sampling, with
     ``roi_scale_factor`` or with one thread it simply calls the parent.
 

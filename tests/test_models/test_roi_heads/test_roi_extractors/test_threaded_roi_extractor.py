@@ -44,6 +44,9 @@ class TestThreadedRoIExtractor(TestCase):
 
     def _assert_grads_close(self, ours, ref):
         for a, b in zip(ours, ref):
+            if a is None:  # a level without RoIs: no gradient, zero in ref
+                self.assertEqual(b.abs().sum().item(), 0)
+                continue
             # Same sums in another order: float32 rounding only.
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5 *
                                        b.abs().max().clamp(min=1).item())
@@ -72,7 +75,7 @@ class TestThreadedRoIExtractor(TestCase):
         self.assertTrue(torch.equal(our_out, ref_out))
         self._assert_grads_close(our_g, ref_g)
 
-    def test_unused_level_and_image_get_zero_gradient(self):
+    def test_unused_image_zero_unused_level_no_gradient(self):
         ours = _extractor('ThreadedRoIExtractor', num_threads=2)
         rois = torch.tensor([[0., 10., 10., 30., 30.],
                              [0., 5., 5., 20., 25.]])  # image 0, level 0
@@ -84,8 +87,7 @@ class TestThreadedRoIExtractor(TestCase):
                 self.assertGreater(feats[0].grad[0].abs().sum(), 0)
                 self.assertEqual(feats[0].grad[1].abs().sum().item(), 0)
                 for feat in feats[1:]:
-                    self.assertIsNotNone(feat.grad)
-                    self.assertEqual(feat.grad.abs().sum().item(), 0)
+                    self.assertIsNone(feat.grad)
 
     def test_falls_back_to_parent(self):
         adaptive = _extractor('ThreadedRoIExtractor',
