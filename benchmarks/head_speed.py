@@ -10,6 +10,13 @@ matching, losses, backward) and ``infer`` (batch 1, no grad).
     python benchmarks/head_speed.py                  # 100 and 300 proposals
     python benchmarks/head_speed.py --profile train  # torch.profiler table
     python benchmarks/head_speed.py --memory         # peak RSS, subprocesses
+    python benchmarks/head_speed.py --boxes spread   # trained-like proposals
+
+``--boxes image`` keeps the initial proposals (every box the whole image, so
+every RoI pools from the coarsest level, as at the start of training);
+``--boxes spread`` gives both heads the same proposal boxes of varied
+position and size (2 % to 70 % of the image side), as a trained model has,
+so that RoIs fall on every pyramid level.
 """
 import argparse
 import copy
@@ -53,12 +60,28 @@ def build_heads(cfg_path: str, scope: str, num_proposals: int):
     return registry.build(rpn), registry.build(roi)
 
 
-def head_pair(num_proposals: int):
+def spread_boxes(num_proposals: int) -> torch.Tensor:
+    """``(N, 4)`` normalised ``(cx, cy, w, h)`` of varied position and size
+    (log-uniform sides from 2 % to 70 % of the image)."""
+    gen = torch.Generator().manual_seed(1)
+    centre = torch.rand(num_proposals, 2, generator=gen)
+    side = torch.exp(
+        torch.empty(num_proposals, 2).uniform_(
+            torch.log(torch.tensor(0.02)).item(),
+            torch.log(torch.tensor(0.7)).item(), generator=gen))
+    return torch.cat([centre, side], 1)
+
+
+def head_pair(num_proposals: int, boxes: str = 'image'):
     """MMDetection's heads and ours, with MMDetection's initial weights."""
     torch.manual_seed(0)
     ref = build_heads(mmdet_config_path(), 'mmdet', num_proposals)
     for module in ref:
         module.init_weights()
+    if boxes == 'spread':
+        with torch.no_grad():
+            ref[0].init_proposal_bboxes.weight.copy_(
+                spread_boxes(num_proposals))
     ours = build_heads(OUR_CONFIG, 'mmdet_sparse', num_proposals)
     for src, dst in zip(ref, ours):
         dst.load_state_dict(src.state_dict(), strict=True)
@@ -109,9 +132,10 @@ def infer_step(heads, feats, samples) -> None:
 STEPS = {'train': (train_step, 2), 'infer': (infer_step, 1)}
 
 
-def time_modes(num_proposals: int, modes, repeats: int, img_size):
+def time_modes(num_proposals: int, modes, repeats: int, img_size,
+               boxes: str = 'image'):
     """Median seconds per implementation and mode, runs alternating."""
-    pairs = head_pair(num_proposals)
+    pairs = head_pair(num_proposals, boxes)
     results = {}
     for mode in modes:
         step, batch = STEPS[mode]
@@ -155,11 +179,12 @@ def full_model_share(img_size, num_proposals: int, repeats: int) -> dict:
     return dict(backbone_fpn=feat, heads=head, head_share=head / (feat + head))
 
 
-def peak_memory(impl: str, mode: str, num_proposals: int, img_size) -> float:
+def peak_memory(impl: str, mode: str, num_proposals: int, img_size,
+                boxes: str = 'image') -> float:
     """Peak RSS growth (MiB) of one step, in a fresh process (Linux)."""
     out = subprocess.run(
         [sys.executable, __file__, '--child', impl, mode, str(num_proposals),
-         str(img_size[0]), str(img_size[1])],
+         str(img_size[0]), str(img_size[1]), '--boxes', boxes],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
@@ -172,11 +197,12 @@ def _proc_status_kib(field: str) -> int:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
-def child(impl: str, mode: str, num_proposals: int, img_size) -> None:
+def child(impl: str, mode: str, num_proposals: int, img_size,
+          boxes: str) -> None:
     """One step in this process; prints the peak RSS growth it caused."""
     import ctypes
     import gc
-    heads = head_pair(num_proposals)[impl]
+    heads = head_pair(num_proposals, boxes)[impl]
     step, batch = STEPS[mode]
     feats, samples = make_inputs(batch, img_size, num_gts=7)
     gc.collect()
@@ -189,8 +215,9 @@ def child(impl: str, mode: str, num_proposals: int, img_size) -> None:
     print(json.dumps(dict(peak_mib=(peak - before) / 1024)))
 
 
-def profile(mode: str, num_proposals: int, img_size, impl: str) -> None:
-    heads = head_pair(num_proposals)[impl]
+def profile(mode: str, num_proposals: int, img_size, impl: str,
+            boxes: str) -> None:
+    heads = head_pair(num_proposals, boxes)[impl]
     step, batch = STEPS[mode]
     feats, samples = make_inputs(batch, img_size, num_gts=7)
     step(heads, feats, samples)
@@ -211,6 +238,9 @@ def main() -> None:
     parser.add_argument('--profile', choices=list(STEPS))
     parser.add_argument('--impl', default='ours', choices=['ours', 'mmdet'])
     parser.add_argument('--memory', action='store_true')
+    parser.add_argument('--boxes', default='image',
+                        choices=['image', 'spread'],
+                        help='initial proposals: whole image or spread')
     parser.add_argument('--full-model', action='store_true',
                         help='also time backbone+FPN to give the heads share')
     parser.add_argument('--child', nargs=5, help=argparse.SUPPRESS)
@@ -221,19 +251,21 @@ def main() -> None:
 
     if args.child:
         impl, mode, num, h, w = args.child
-        return child(impl, mode, int(num), (int(h), int(w)))
+        return child(impl, mode, int(num), (int(h), int(w)), args.boxes)
     img_size = tuple(args.img_size)
     if args.profile:
         for num in args.proposals:
             print(f'== {args.impl} {args.profile}, {num} proposals')
-            profile(args.profile, num, img_size, args.impl)
+            profile(args.profile, num, img_size, args.impl, args.boxes)
         return
     print(f'CPU threads: {torch.get_num_threads()}, input {img_size}, '
-          f'median of {args.repeats}, runs alternating\n')
+          f'proposal boxes: {args.boxes}, median of {args.repeats}, runs '
+          'alternating\n')
     print('| proposals | mode | mmdet (s) | ours (s) | ours/mmdet |')
     print('|---|---|---|---|---|')
     for num in args.proposals:
-        res = time_modes(num, args.modes, args.repeats, img_size)
+        res = time_modes(num, args.modes, args.repeats, img_size,
+                         args.boxes)
         for mode, t in res.items():
             print(f"| {num} | {mode} (batch {STEPS[mode][1]}) | "
                   f"{t['mmdet']:.3f} | {t['ours']:.3f} | "
@@ -244,8 +276,8 @@ def main() -> None:
         print('|---|---|---|---|---|')
         for num in args.proposals:
             for mode in args.modes:
-                ref = peak_memory('mmdet', mode, num, img_size)
-                ours = peak_memory('ours', mode, num, img_size)
+                ref = peak_memory('mmdet', mode, num, img_size, args.boxes)
+                ours = peak_memory('ours', mode, num, img_size, args.boxes)
                 print(f'| {num} | {mode} | {ref:.0f} | {ours:.0f} | '
                       f'{ours / ref:.2f} |', flush=True)
     if args.full_model:
