@@ -20,13 +20,21 @@ class _SplitLinear(torch.autograd.Function):
     two block gradients as they come and writes the weight gradient block by
     block, instead of first concatenating a ``(M, n1 + n2)`` gradient (what
     autograd does for ``split``, and worse, zero-fills, for slicing).
+    Under autocast the inputs are cast to the autocast dtype first, as
+    autocast does for ``F.linear``, so that forward and backward run in one
+    dtype (autograd casts the gradients back to the parameters' dtype).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, n1: int):
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
         ctx.save_for_backward(x, weight)
         ctx.n1 = n1
-        out = F.linear(x, weight, bias)
+        with torch.autocast(device, enabled=False):
+            out = F.linear(x, weight, bias)
         return out[:, :n1], out[:, n1:]
 
     @staticmethod
