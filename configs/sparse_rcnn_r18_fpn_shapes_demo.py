@@ -1,7 +1,7 @@
 # CPU demo: Sparse R-CNN scaled down to train from scratch in minutes on the
 # bundled synthetic shapes data (tools/make_demo_data.py generates it):
-# half-width ResNet-18, FPN P3-P5 with 128 channels, 3 stages, 40 proposals,
-# 256 px images.
+# half-width ResNet-18, FPN P3-P5 with 128 channels, 3 stages, 40 proposals
+# starting on a grid, 256 px images, 12 epochs, EMA weights for evaluation.
 # Also the template for training on your own COCO-format data: change
 # `classes`, `data_root`, the annotation files and `num_classes`.
 _base_ = './sparse_rcnn_r50_fpn_1x_coco.py'
@@ -26,7 +26,9 @@ model = dict(
         start_level=1,
         num_outs=3),
     rpn_head=dict(
-        num_proposals=num_proposals, proposal_feature_channel=channels),
+        num_proposals=num_proposals,
+        proposal_feature_channel=channels,
+        init_boxes='grid'),
     roi_head=dict(
         num_stages=num_stages,
         stage_loss_weights=[1] * num_stages,
@@ -83,8 +85,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_epochs = 10
-train_cfg = dict(max_epochs=max_epochs, val_interval=5)
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(
@@ -92,14 +94,28 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[8],
+        milestones=[10],
         gamma=0.1)
 ]
-optim_wrapper = dict(optimizer=dict(lr=2e-4))
+# From scratch at batch 4: 2e-4 (1e-4 and 4e-4 learn slower in the first
+# epochs). The fused kernel updates all parameters in one pass.
+optim_wrapper = dict(optimizer=dict(lr=2e-4, fused=True))
 auto_scale_lr = dict(base_batch_size=4)
+# Evaluate (and save) an exponential moving average of the weights; its
+# window narrows from the whole run to about 250 iterations.
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(
+        type='EMAHook',
+        ema_type='ExpMomentumEMA',
+        momentum=0.004,
+        gamma=200,
+        update_buffers=True,
+        priority=49)
+]
 
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=5, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
+    checkpoint=dict(interval=4, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 log_processor = dict(window_size=20)

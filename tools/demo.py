@@ -26,8 +26,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the config\'s number of epochs')
-    parser.add_argument('--num-vis', type=int, default=8,
-                        help='val images to draw predictions on')
     return parser.parse_args()
 
 
@@ -39,9 +37,8 @@ def main() -> None:
     warnings.filterwarnings('ignore', category=FutureWarning)
 
     from mmengine.config import Config
-    from mmengine.runner import Runner
+    from mmengine.runner import Runner, find_latest_checkpoint
 
-    from mmdet.engine.hooks import DetVisualizationHook
     from mmdet_sparse.datasets import ensure_shapes_dataset
     from mmdet_sparse.utils.curves import plot_curves
 
@@ -63,6 +60,7 @@ def main() -> None:
         cfg.param_scheduler[-1].milestones = [
             m for m in cfg.param_scheduler[-1].milestones if m < args.epochs
         ]
+    args.work_dir = osp.abspath(args.work_dir)
     cfg.work_dir = args.work_dir
     cfg.randomness = dict(seed=args.seed, deterministic=False)
 
@@ -70,28 +68,29 @@ def main() -> None:
     runner.logger.setLevel(logging.INFO)
     runner.train()
 
-    # Evaluate the final weights once more while drawing predictions on
-    # the first val images.
+    # Evaluate the saved final weights (with EMA in the config, the
+    # averaged ones) as `tools/test.py` would, drawing the predictions on
+    # the val images. A fresh Runner: the training one would rebuild its
+    # hooks' state (the EMA copy included) on a second `before_run`.
     vis_dir = 'predictions'
-    num_val = len(runner.test_dataloader.dataset)
-    for hook in runner.hooks:
-        if isinstance(hook, DetVisualizationHook):
-            hook.draw = True
-            hook.test_out_dir = vis_dir
-            hook.interval = max(1, num_val // max(1, args.num_vis))
-    metrics = runner.test()
+    cfg.load_from = find_latest_checkpoint(args.work_dir)
+    cfg.default_hooks.visualization.update(draw=True, test_out_dir=vis_dir)
+    tester = Runner.from_cfg(cfg)
+    tester.logger.setLevel(logging.INFO)
+    metrics = tester.test()
 
-    run_dir = osp.join(args.work_dir, runner.timestamp)
-    scalars = osp.join(run_dir, 'vis_data', 'scalars.json')
+    scalars = osp.join(args.work_dir, runner.timestamp, 'vis_data',
+                       'scalars.json')
     curve = plot_curves(scalars, osp.join(args.work_dir, 'curves.png'))
-    pictures = sorted(glob.glob(osp.join(run_dir, vis_dir, '*')))
+    vis_path = osp.join(args.work_dir, tester.timestamp, vis_dir)
+    pictures = sorted(glob.glob(osp.join(vis_path, '*')))
     minutes = (time.time() - start) / 60
     print('\n[demo] ===== result =====')
     print(f"[demo] val COCO bbox mAP: {metrics['coco/bbox_mAP']:.3f} "
           f"(mAP@0.5 {metrics['coco/bbox_mAP_50']:.3f}), seed {args.seed}, "
           f'{minutes:.1f} min')
     print(f'[demo] predictions drawn: {len(pictures)} images in '
-          f'{osp.join(run_dir, vis_dir)}')
+          f'{vis_path}')
     print(f'[demo] loss / mAP curves: {curve}')
     print(f'[demo] checkpoints and logs: {args.work_dir}')
     sys.stdout.flush()

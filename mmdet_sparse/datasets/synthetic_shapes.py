@@ -14,10 +14,12 @@ training on one's own data::
 Each image holds shapes of the classes :data:`SHAPES_CLASSES`, each class in
 its own hue family with random saturation and brightness (or, with
 ``class_colours=False``, in random colours so the outline is the only cue),
-sizes from 12 px
-to half the image side, random rotation and mild stretch, light texture, on a
-textured background (gradients, stripes, smooth noise, stray lines). Objects
-may occlude each other and be cut by the image border.
+diameters log-uniform from ``min_size`` (16 px) to half the image side
+(crowded images: to a tenth of it), random rotation and mild stretch, light
+texture, on a textured background (gradients, stripes, smooth noise, stray
+lines). Objects may occlude each other and be cut by the image border. With
+the defaults about 69 % of the val boxes are small by COCO's area ranges
+(area = visible pixels < 32^2), 30 % medium and 1 % large.
 
 Box convention: a box ``[x, y, w, h]`` is the tight extent of the object's
 *visible* pixels (after occlusion and clipping), in pixel-edge coordinates,
@@ -204,7 +206,7 @@ def _visible(objs: List[Dict], h: int, w: int) -> List[Optional[Dict]]:
 
 def _render_image(rng: np.random.Generator, h: int, w: int,
                   empty_prob: float, crowded_prob: float, max_objects: int,
-                  min_visible: float,
+                  min_visible: float, min_size: float,
                   class_colours: bool) -> Tuple[np.ndarray, List[Dict]]:
     """Draw one image; return it (uint8) and per object label, count, bbox."""
     img = _background(rng, h, w)
@@ -214,10 +216,11 @@ def _render_image(rng: np.random.Generator, h: int, w: int,
         objs: List[Dict] = []
     elif u < empty_prob + crowded_prob:
         objs = _layout(rng, h, w, int(rng.integers(24, 33)),
-                       (12, max(14, side * 0.1)), 0.8)
+                       (min_size, max(min_size + 2, side * 0.1)), 0.8)
     else:
         objs = _layout(rng, h, w, int(rng.integers(1, max_objects + 1)),
-                       (12, max(14, side / 2)), rng.uniform(0.45, 0.8))
+                       (min_size, max(min_size + 2, side / 2)),
+                       rng.uniform(0.45, 0.8))
     # Drop mostly hidden objects; uncovering only raises the others' share.
     vis = _visible(objs, h, w)
     objs = [o for o, v in zip(objs, vis)
@@ -248,8 +251,9 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                             seed: int = 0,
                             empty_prob: float = 0.05,
                             crowded_prob: float = 0.05,
-                            max_objects: int = 8,
-                            min_visible: float = 0.5,
+                            max_objects: int = 6,
+                            min_visible: float = 0.6,
+                            min_size: float = 16,
                             class_colours: bool = True) -> Dict[str, Any]:
     """Draw the dataset into ``out_dir`` (created; existing files overwritten).
 
@@ -269,9 +273,12 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
             placed, of which usually all but a few remain).
             Defaults to 0.05.
         max_objects (int): Other images get 1 to this many objects placed
-            (fewer remain when they do not fit). Defaults to 8.
+            (fewer remain when they do not fit). Defaults to 6.
         min_visible (float): Objects with a smaller visible share of their
-            pixels are left out of the image. Defaults to 0.5.
+            pixels are left out of the image. Defaults to 0.6.
+        min_size (float): Smallest object diameter in pixels; diameters are
+            log-uniform from this to a tenth of the image side in crowded
+            images, to half of it in the others. Defaults to 16.
         class_colours (bool): Draw each class in its own hue family (hue
             +-10 degrees, random saturation and brightness) so that a small
             model learns it from scratch in minutes; False draws every
@@ -290,6 +297,7 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                   crowded_prob=float(crowded_prob),
                   max_objects=int(max_objects),
                   min_visible=float(min_visible),
+                  min_size=float(min_size),
                   class_colours=bool(class_colours))
     h, w = params['img_size']
     categories = [dict(id=i + 1, name=name, supercategory='shape')
@@ -306,6 +314,7 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                                       params['crowded_prob'],
                                       params['max_objects'],
                                       params['min_visible'],
+                                      params['min_size'],
                                       params['class_colours'])
             name = f'{i + 1:06d}.png'
             if not cv2.imwrite(str(out / split / name), img):
