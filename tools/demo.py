@@ -25,7 +25,8 @@ def parse_args() -> argparse.Namespace:
                                                         'shapes'))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=None,
-                        help='override the config\'s number of epochs')
+                        help='override the config\'s number of epochs (the '
+                        'lr drops move in proportion)')
     return parser.parse_args()
 
 
@@ -53,13 +54,16 @@ def main() -> None:
     for split in ('val_evaluator', 'test_evaluator'):
         cfg[split].ann_file = data_root + 'annotations/instances_val.json'
     if args.epochs is not None:
+        # The lr drops keep their place relative to the end of training.
+        scale = args.epochs / cfg.train_cfg.max_epochs
         cfg.train_cfg.max_epochs = args.epochs
         cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval,
                                          args.epochs)
         cfg.param_scheduler[-1].end = args.epochs
-        cfg.param_scheduler[-1].milestones = [
-            m for m in cfg.param_scheduler[-1].milestones if m < args.epochs
-        ]
+        milestones = {round(m * scale)
+                      for m in cfg.param_scheduler[-1].milestones}
+        cfg.param_scheduler[-1].milestones = sorted(
+            m for m in milestones if 0 < m < args.epochs)
     args.work_dir = osp.abspath(args.work_dir)
     cfg.work_dir = args.work_dir
     cfg.randomness = dict(seed=args.seed, deterministic=False)
