@@ -5,7 +5,6 @@ evaluate COCO bbox mAP, and write visualised predictions and curves.
 """
 import argparse
 import glob
-import logging
 import os.path as osp
 import sys
 import time
@@ -38,8 +37,8 @@ def main() -> None:
     warnings.filterwarnings('ignore', category=FutureWarning)
 
     from mmengine.config import Config
-    from mmengine.runner import Runner, find_latest_checkpoint
 
+    from mmdet_sparse.apis import train_then_test
     from mmdet_sparse.datasets import ensure_shapes_dataset
     from mmdet_sparse.utils.curves import plot_curves
 
@@ -68,20 +67,10 @@ def main() -> None:
     cfg.work_dir = args.work_dir
     cfg.randomness = dict(seed=args.seed, deterministic=False)
 
-    runner = Runner.from_cfg(cfg)
-    runner.logger.setLevel(logging.INFO)
-    runner.train()
-
-    # Evaluate the saved final weights (with EMA in the config, the
-    # averaged ones) as `tools/test.py` would, drawing the predictions on
-    # the val images. A fresh Runner: the training one would rebuild its
-    # hooks' state (the EMA copy included) on a second `before_run`.
+    # Evaluates the saved final weights (with EMA, the averaged ones) and
+    # draws the predictions on the val images.
     vis_dir = 'predictions'
-    cfg.load_from = find_latest_checkpoint(args.work_dir)
-    cfg.default_hooks.visualization.update(draw=True, test_out_dir=vis_dir)
-    tester = Runner.from_cfg(cfg)
-    tester.logger.setLevel(logging.INFO)
-    metrics = tester.test()
+    metrics, runner, tester = train_then_test(cfg, vis_dir=vis_dir)
 
     scalars = osp.join(args.work_dir, runner.timestamp, 'vis_data',
                        'scalars.json')

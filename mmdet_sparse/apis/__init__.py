@@ -1,4 +1,5 @@
-"""High-level APIs of ``mmdet_sparse``: inference on images and videos."""
+"""High-level APIs of ``mmdet_sparse``: inference on images and videos,
+training followed by a test of the saved weights."""
 from mmdet_sparse.engine import (CPUBFloat16OptimWrapper,
                                  allow_runner_checkpoints, enable_amp,
                                  runner_checkpoint_globals,
@@ -8,6 +9,7 @@ from .inference import (COCO_CATEGORY_IDS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                         build_inferencer, coco_category_ids, collect_inputs,
                         default_device, det_sample_to_coco, draw, predict,
                         read_image, run_inference)
+from .train_test import train_then_test
 
 __all__ = [
     'allow_runner_checkpoints', 'runner_checkpoint_globals',
@@ -15,5 +17,6 @@ __all__ = [
     'COCO_CATEGORY_IDS', 'IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS',
     'InferenceInputError', 'InferenceInputs', 'build_inferencer',
     'coco_category_ids', 'collect_inputs', 'default_device',
-    'det_sample_to_coco', 'draw', 'predict', 'read_image', 'run_inference'
+    'det_sample_to_coco', 'draw', 'predict', 'read_image', 'run_inference',
+    'train_then_test'
 ]

@@ -9,7 +9,12 @@ import sys
 import tempfile
 from unittest import TestCase
 
+import torch
 from helpers import REPO
+from mmengine.config import Config
+from mmengine.hooks import EMAHook
+
+from mmdet_sparse.apis import train_then_test
 from mmdet_sparse.datasets import ensure_shapes_dataset
 
 TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -156,3 +161,26 @@ class TestEndToEnd(TestCase):
             mean = (ranks[0][key] + ranks[1][key]) / 2
             self.assertAlmostEqual(mean, value, delta=1e-4 * abs(value),
                                    msg=key)
+
+    def test_train_then_test_evaluates_the_saved_ema_weights(self):
+        cfg = Config.fromfile(self._config('ema', epochs=2))
+        cfg.custom_hooks.append(
+            dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.004,
+                 gamma=200, update_buffers=True, priority=49))
+        cfg.work_dir = osp.join(self.tmp.name, 'ema')
+        metrics, trainer, tester = train_then_test(cfg, vis_dir='vis')
+        self.assertIn('coco/bbox_mAP', metrics)
+        ema = next(h for h in trainer.hooks if isinstance(h, EMAHook))
+        averaged = ema.ema_model.module.state_dict()
+        raw = trainer.model.state_dict()
+        tested = tester.model.state_dict()
+        self.assertEqual(tested.keys(), averaged.keys())
+        for key, value in tested.items():
+            self.assertTrue(torch.equal(value, averaged[key]), msg=key)
+        # The averaged weights are not the last ones: the test would
+        # notice evaluating the raw weights.
+        self.assertTrue(any(not torch.equal(raw[k], averaged[k])
+                            for k in averaged if raw[k].is_floating_point()))
+        drawn = glob.glob(osp.join(cfg.work_dir, tester.timestamp, 'vis',
+                                   '*'))
+        self.assertEqual(len(drawn), 4)
