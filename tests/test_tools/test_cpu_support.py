@@ -1,13 +1,10 @@
-"""Tests of the train/test tool helpers: CPU AMP, CPU DDP, checkpoints."""
-import numpy as np
+"""Tests of the train/test tool helpers: CPU AMP and CPU DDP."""
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import HistoryBuffer
 from mmdet_sparse.registry import OPTIM_WRAPPERS
 
-from mmdet_sparse.apis import (CPUBFloat16OptimWrapper,
-                               allow_runner_checkpoints, enable_amp,
+from mmdet_sparse.apis import (CPUBFloat16OptimWrapper, enable_amp,
                                setup_cpu_distributed)
 
 
@@ -80,16 +77,3 @@ def test_cpu_distributed_needs_gloo(monkeypatch):
     with pytest.raises(RuntimeError, match='env_cfg.dist_cfg.backend=gloo'):
         setup_cpu_distributed(cfg)
 
-
-def test_runner_checkpoint_loads_weights_only(tmp_path):
-    buf = HistoryBuffer()
-    buf.update(1.5)
-    ckpt = dict(state_dict=dict(w=torch.ones(2)),
-                message_hub=dict(log_scalars={'train/lr': buf}),
-                meta=dict(best=np.float64(0.5), arr=np.arange(3)))
-    path = tmp_path / 'ckpt.pth'
-    torch.save(ckpt, path)
-    allow_runner_checkpoints()
-    loaded = torch.load(path, weights_only=True)
-    assert loaded['message_hub']['log_scalars']['train/lr'].current() == 1.5
-    assert loaded['meta']['best'] == 0.5
