@@ -171,7 +171,9 @@ def _plain_repr(state: tuple) -> str:
         for v in state) + ')'
 
 
-def _plain_dtype(name: Any, align: Any = False, copy: Any = True) -> _DtypeName:
+def _plain_dtype(name: Any,
+                 align: Any = False,
+                 copy: Any = True) -> _DtypeName:
     """``numpy.dtype`` for unpickling: bool, number and string types by
     name (``'f8'``, ``'<i8'``, ``'U5'``), nothing else."""
     if type(name) is not str or type(align) is not bool or type(
