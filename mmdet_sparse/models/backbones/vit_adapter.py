@@ -35,8 +35,8 @@ class ViTAdapter(BaseModule):
 
     Args:
         pretrain_img_size (int): Image size the position embedding was
-            trained at; the stored embedding has a
-            ``(size // patch_size) ** 2`` grid. Defaults to 224.
+            trained at; ``pos_embed`` holds a class-token slot (unused)
+            and a ``(size // patch_size) ** 2`` grid. Defaults to 224.
         patch_size (int): ViT patch size. Defaults to 16.
         embed_dims (int): ViT width. Defaults to 384.
         depth (int): Number of ViT blocks. Defaults to 12.
