@@ -1,5 +1,6 @@
 # Sparse R-CNN, ViT-Adapter-S backbone on a DeiT-S ViT, 300 proposals, crop +
-# multi-scale 3x schedule.
+# multi-scale 3x schedule: the published ViT-Adapter model (48.1 box AP on
+# COCO val, 110M parameters); its released checkpoint loads with strict=True.
 _base_ = './sparse_rcnn_r50_fpn_300pro_crop_3x_coco.py'
 
 # Local DeiT-S ImageNet-1k weights ({'model': state_dict}, timm key names);
@@ -16,6 +17,7 @@ model = dict(
         num_heads=6,
         mlp_ratio=4,
         drop_path_rate=0.2,
+        layer_scale=True,
         window_size=14,
         global_attn_indexes=(2, 5, 8, 11),
         interaction_indexes=((0, 2), (3, 5), (6, 8), (9, 11)),
@@ -31,18 +33,58 @@ model = dict(
         add_extra_convs='on_output',
         num_outs=4))
 
-# AdamW lr 1e-4, weight decay 0.05, none on norms, biases, embeddings and the
-# injectors' layer scales (gamma); the
-# learnable proposals keep the base's lr 2.5e-5 and weight decay 1e-4. The
+# The base's pipeline, then a crop to at most 1024 x 1024 (kept when it holds
+# no box), as in the published recipe.
+_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333),
+           (640, 1333), (672, 1333), (704, 1333), (736, 1333), (768, 1333),
+           (800, 1333)]
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomChoice',
+        transforms=[
+            [dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True)],
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=[(400, 1333), (500, 1333), (600, 1333)],
+                    keep_ratio=True),
+                dict(
+                    type='RandomCrop',
+                    crop_type='absolute_range',
+                    crop_size=(384, 600),
+                    allow_negative_crop=True),
+                dict(
+                    type='RandomChoiceResize',
+                    scales=_scales,
+                    keep_ratio=True)
+            ]
+        ]),
+    dict(
+        type='RandomCrop',
+        crop_type='absolute_range',
+        crop_size=(1024, 1024),
+        allow_negative_crop=True),
+    dict(type='PackDetInputs')
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+
+# AdamW lr 1e-4, weight decay 0.05, chosen by parameter-name substrings as in
+# the published recipe (longest key first): no decay on names containing
+# 'norm' or 'bias', on pos_embed and level_embed; the layer scales (block
+# gamma1/gamma2, injector gamma) and the norms whose names lack 'norm' (the
+# spatial prior's BN, the LNs inside cls_fcs/reg_fcs) are decayed. The
+# learnable proposals get lr x0.25 and decay x0.002 (2.5e-5 and 1e-4). The
 # base's grad clipping (max norm 1) is kept.
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
     paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
         custom_keys={
-            'pos_embed': dict(decay_mult=0.),
             'level_embed': dict(decay_mult=0.),
-            'injector.gamma': dict(decay_mult=0.),
+            'pos_embed': dict(decay_mult=0.),
+            'norm': dict(decay_mult=0.),
+            'bias': dict(decay_mult=0.),
             'rpn_head': dict(lr_mult=0.25, decay_mult=0.002)
         }))

@@ -8,6 +8,10 @@
   cross-attention + :class:`ConvFFN`).
 * :class:`InteractionBlock`: injector, a run of ViT blocks, extractor(s).
 
+Module and parameter names are those of the published ViT-Adapter detection
+checkpoints (``spm.conv2``/``spm.fc1``, ``extractor``/``extra_extractors``,
+``ffn.dwconv.dwconv``), so that their weights load with ``strict=True``.
+
 Spatial-prior tokens ``c`` are the stride 8, 16 and 32 maps flattened and
 concatenated, (B, N8 + N16 + N32, C).
 """
@@ -72,8 +76,13 @@ def deform_inputs(prior_shapes: Shapes, vit_shape: Tuple[int, int],
 class SpatialPriorModule(nn.Module):
     """Conv stem giving spatial priors at strides 4, 8, 16 and 32.
 
+    Submodules: ``stem`` (three 3x3 conv-norm-ReLU, the first with stride 2,
+    then a stride-2 max pool), ``conv2``/``conv3``/``conv4`` (one stride-2
+    3x3 conv-norm-ReLU each) and the 1x1 projections ``fc1``-``fc4`` of the
+    four maps to ``embed_dims``.
+
     Args:
-        inplanes (int): Stem width; the strided stages have 2x, 4x, 4x.
+        inplanes (int): Stem width; ``conv2``-``conv4`` have 2x, 4x, 4x.
             Defaults to 64.
         embed_dims (int): Output channels (the ViT width). Defaults to 384.
         norm_cfg (dict): Norm layer config. Defaults to BN.
@@ -97,22 +106,47 @@ class SpatialPriorModule(nn.Module):
                                   *conv(inplanes, inplanes, 1),
                                   nn.MaxPool2d(3, 2, 1))
         widths = [inplanes, 2 * inplanes, 4 * inplanes, 4 * inplanes]
-        self.stages = nn.ModuleList(
-            nn.Sequential(*conv(cin, cout, 2))
-            for cin, cout in zip(widths[:-1], widths[1:]))
-        self.projs = nn.ModuleList(
-            nn.Conv2d(cin, embed_dims, 1) for cin in widths)
+        for level in (2, 3, 4):
+            self.add_module(
+                f'conv{level}',
+                nn.Sequential(*conv(widths[level - 2], widths[level - 1], 2)))
+        for level, width in enumerate(widths, 1):
+            self.add_module(f'fc{level}', nn.Conv2d(width, embed_dims, 1))
 
     def forward(self, x: Tensor) -> List[Tensor]:
         """Image (B, 3, H, W) -> 4 maps (B, C, H/s, W/s), s = 4, 8, 16, 32."""
         feats = [self.stem(x)]
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))
-        return [proj(f) for proj, f in zip(self.projs, feats)]
+        for level in (2, 3, 4):
+            feats.append(getattr(self, f'conv{level}')(feats[-1]))
+        return [
+            getattr(self, f'fc{level}')(f) for level, f in enumerate(feats, 1)
+        ]
+
+
+class DWConv(nn.Module):
+    """Depthwise 3x3 conv run on each prior level's map separately.
+
+    Args:
+        channels (int): Channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels)
+
+    def forward(self, x: Tensor, shapes: Shapes) -> Tensor:
+        """Tokens (B, N, C), levels of ``shapes`` concatenated -> (B, N, C)."""
+        b, _, c = x.shape
+        parts = x.split([h * w for h, w in shapes], dim=1)
+        return torch.cat([
+            self.dwconv(p.transpose(1, 2).reshape(b, c, h, w)).flatten(2)
+            for p, (h, w) in zip(parts, shapes)
+        ], dim=2).transpose(1, 2)
 
 
 class ConvFFN(nn.Module):
-    """Token MLP with a depthwise 3x3 conv on each prior level.
+    """Token MLP with a depthwise 3x3 conv (:class:`DWConv`) on each prior
+    level between ``fc1`` and the GELU.
 
     Args:
         embed_dims (int): Input/output channels.
@@ -122,21 +156,13 @@ class ConvFFN(nn.Module):
     def __init__(self, embed_dims: int, hidden_dims: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.dwconv = nn.Conv2d(
-            hidden_dims, hidden_dims, 3, 1, 1, groups=hidden_dims)
+        self.dwconv = DWConv(hidden_dims)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
 
     def forward(self, x: Tensor, shapes: Shapes) -> Tensor:
         """Prior tokens (B, N, C) with levels of ``shapes`` -> (B, N, C)."""
-        x = self.fc1(x)
-        b, _, c = x.shape
-        parts = x.split([h * w for h, w in shapes], dim=1)
-        x = torch.cat([
-            self.dwconv(p.transpose(1, 2).reshape(b, c, h, w)).flatten(2)
-            for p, (h, w) in zip(parts, shapes)
-        ], dim=2).transpose(1, 2)
-        return self.fc2(self.act(x))
+        return self.fc2(self.act(self.dwconv(self.fc1(x), shapes)))
 
 
 class _CrossAttention(nn.Module):
@@ -225,8 +251,9 @@ class InteractionBlock(nn.Module):
         value_ratio (float): Value projection width ratio.
         cffn_ratio (float): ConvFFN hidden ratio.
         drop_path (float): Stochastic depth on the ConvFFN branches.
-        num_extra_extractors (int): Extractors after the first one (the last
-            interaction stage uses 2). Defaults to 0.
+        num_extra_extractors (int): Extractors after ``extractor``, in
+            ``extra_extractors`` (the last interaction stage of the published
+            models has 2). Defaults to 0.
         with_cp (bool): Gradient checkpointing of each sub-module.
             Defaults to False.
     """
@@ -244,10 +271,14 @@ class InteractionBlock(nn.Module):
         self.with_cp = with_cp
         self.injector = Injector(embed_dims, num_heads, num_points,
                                  value_ratio)
-        self.extractors = nn.ModuleList(
-            Extractor(embed_dims, num_heads, num_points, value_ratio,
-                      cffn_ratio, drop_path)
-            for _ in range(1 + num_extra_extractors))
+
+        def extractor() -> Extractor:
+            return Extractor(embed_dims, num_heads, num_points, value_ratio,
+                             cffn_ratio, drop_path)
+
+        self.extractor = extractor()
+        self.extra_extractors = nn.ModuleList(
+            extractor() for _ in range(num_extra_extractors))
 
     def _run(self, fn: nn.Module, *args, **kwargs) -> Tensor:
         if self.with_cp and torch.is_grad_enabled():
@@ -264,7 +295,7 @@ class InteractionBlock(nn.Module):
         x = self._run(self.injector, x, c, **inj)
         for blk in blocks:
             x = self._run(blk, x, *vit_shape)
-        for extractor in self.extractors:
+        for extractor in (self.extractor, *self.extra_extractors):
             c = self._run(extractor, c, x, prior_shapes, **ext)
         return x, c
 
