@@ -102,3 +102,35 @@ class TestDIIHead(TestCase):
     def test_unknown_argument(self):
         with self.assertRaises(TypeError):
             DIIHead(num_fc=3)
+
+    def test_decode_style_detectron2(self):
+        # A whole-image proposal (800 x 600) shrinking onto a small object
+        # needs dw, dh below -log(1000/16) = -4.135; MMDetection's decoding
+        # clamps them there, the authors' only from above, at log(1e5/16).
+        boxes = torch.tensor([[[0., 0., 800., 600.], [0., 0., 800., 600.],
+                               [100., 50., 140., 90.]]])
+        deltas = torch.tensor([[[0.4, 0., -5., -6.], [0., 0., 9., 1.],
+                                [0., -0.2, 0.5, 0.]]])
+        d2 = self._head(decode_style='detectron2').decode(boxes, deltas)[0]
+        mmdet = self._head().decode(boxes, deltas)[0]
+
+        def xyxy(cx, cy, w, h):
+            return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+        # Deltas are divided by the weights 1/std = (2, 2, 1, 1).
+        torch.testing.assert_close(d2, torch.tensor([
+            xyxy(400 + 0.2 * 800, 300, 800 * math.exp(-5),
+                 600 * math.exp(-6)),
+            xyxy(400, 300, 800 * 100000 / 16, 600 * math.exp(1)),
+            xyxy(120, 70 - 0.1 * 40, 40 * math.exp(0.5), 40)]))
+        torch.testing.assert_close(mmdet, torch.tensor([
+            xyxy(560, 300, 800 * 16 / 1000, 600 * 16 / 1000),
+            xyxy(400, 300, 800 * 1000 / 16, 600 * math.exp(1)),
+            xyxy(120, 66, 40 * math.exp(0.5), 40)]))
+        with self.assertRaisesRegex(ValueError, 'decode_style'):
+            self._head(decode_style='d2')
+        with self.assertRaisesRegex(ValueError, 'target_means'):
+            self._head(
+                decode_style='detectron2',
+                bbox_coder=dict(type='DeltaXYWHBBoxCoder',
+                                target_means=[0.1, 0., 0., 0.]))
