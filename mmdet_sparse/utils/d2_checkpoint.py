@@ -195,11 +195,13 @@ def infer_d2_architecture(keys) -> Dict[str, int]:
             f'{RESNET_BLOCKS[50]} and ResNet-101 {RESNET_BLOCKS[101]} '
             'checkpoints of the authors are supported')
     head = r'head\.head_series\.\d+\.'
+    # Branch modules are [Linear, LayerNorm, ReLU] x n: the last index with
+    # parameters is 3n - 2.
     return dict(
         depth=depths[0],
         num_stages=_count(keys, r'head\.head_series\.(\d+)\.'),
-        num_cls_fcs=_count(keys, head + r'cls_module\.(\d+)\.') // 3,
-        num_reg_fcs=_count(keys, head + r'reg_module\.(\d+)\.') // 3)
+        num_cls_fcs=(_count(keys, head + r'cls_module\.(\d+)\.') + 1) // 3,
+        num_reg_fcs=(_count(keys, head + r'reg_module\.(\d+)\.') + 1) // 3)
 
 
 def _to_tensor(key: str, value, source: str) -> torch.Tensor:

@@ -198,7 +198,7 @@ def _authors_stage(sd, p, roi_feats, pro_feats, boxes, num_heads):
 
 
 def _predict(model, seed=0):
-    shapes = [(64, 80), (48, 64)]
+    shapes = [(32, 40), (32, 32)]
     gen = torch.Generator().manual_seed(seed)
     inputs = [torch.randint(0, 256, (3, h, w), generator=gen).float()
               for h, w in shapes]
@@ -229,6 +229,7 @@ class TestD2Checkpoint(TestCase):
         cls.model = _small_model()
         _fill_distinct(cls.model)
         cls.authors = _authors_state_dict(cls.model)
+        cls.fresh = _small_model()  # receives converted weights
         cls.pth = osp.join(cls.tmp.name, 'model_final.pth')
         torch.save(dict(model=cls.authors, optimizer={'state': {}},
                         scheduler={'last_epoch': 9}, iteration=269999),
@@ -273,12 +274,14 @@ class TestD2Checkpoint(TestCase):
                       printed)
         ckpt = torch.load(dst, weights_only=True)
         self.assertEqual(ckpt['meta']['iteration'], 269999)
-        self.assertEqual(ckpt['meta']['architecture']['depth'], 50)
-        fresh = _small_model()
+        self.assertEqual(ckpt['meta']['architecture'],
+                         dict(depth=50, num_stages=NUM_STAGES, num_cls_fcs=1,
+                              num_reg_fcs=3))
+        fresh = self.fresh
         fresh.load_state_dict(ckpt['state_dict'], strict=True)
+        loaded = fresh.state_dict()
         for name, tensor in self.model.state_dict().items():
-            self.assertTrue(torch.equal(fresh.state_dict()[name], tensor),
-                            msg=name)
+            self.assertTrue(torch.equal(loaded[name], tensor), msg=name)
         for ours, ref in zip(_predict(fresh), _predict(self.model)):
             self.assertEqual(len(ours), NUM_PROPOSALS)
             self.assertTrue(torch.equal(ours.bboxes, ref.bboxes))
@@ -292,7 +295,7 @@ class TestD2Checkpoint(TestCase):
 
     def test_stage_computes_the_authors_head(self):
         sd, _ = convert_d2_state_dict(self.authors)
-        fresh = _small_model()
+        fresh = self.fresh
         fresh.load_state_dict(sd, strict=True)
         gen = torch.Generator().manual_seed(1)
         roi_feats = torch.randn(2 * NUM_PROPOSALS, C, 7, 7, generator=gen)
@@ -356,6 +359,7 @@ class TestD2Checkpoint(TestCase):
         model = OrderedDict(self.authors)
         del model['head.head_series.1.norm3.bias']
         del model['backbone.bottom_up.res3.2.conv2.norm.running_mean']
+        del model['head.head_series.0.reg_module.6.weight']  # a last block
         model['head.head_series.0.extra_proj.weight'] = torch.zeros(2)
         model['pixel_mean'] = torch.zeros(3)
         dst = osp.join(self.tmp.name, 'kept.pth')
@@ -368,8 +372,9 @@ class TestD2Checkpoint(TestCase):
         msg = str(ctx.exception)
         for key in ('head.head_series.1.norm3.bias',
                     'backbone.bottom_up.res3.2.conv2.norm.running_mean',
+                    'head.head_series.0.reg_module.6.weight',
                     'head.head_series.0.extra_proj.weight', 'pixel_mean',
-                    'broken.pkl', '2 unknown', '2 missing'):
+                    'broken.pkl', '2 unknown', '3 missing'):
             self.assertIn(key, msg)
         with open(dst) as f:  # nothing written over the existing file
             self.assertEqual(f.read(), 'previous')
