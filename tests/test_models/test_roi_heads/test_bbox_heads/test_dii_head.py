@@ -134,3 +134,21 @@ class TestDIIHead(TestCase):
                 decode_style='detectron2',
                 bbox_coder=dict(type='DeltaXYWHBBoxCoder',
                                 target_means=[0.1, 0., 0., 0.]))
+
+    def test_decode_style_detectron2_is_bitwise_the_authors(self):
+        # The authors' apply_deltas, column by column (weights 2, 2, 1, 1).
+        gen = torch.Generator().manual_seed(0)
+        xy = torch.rand(500, 2, generator=gen) * 700
+        boxes = torch.cat([xy, xy + torch.rand(500, 2, generator=gen) * 300],
+                          1)
+        deltas = torch.randn(500, 4, generator=gen) * 3
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        cx, cy = boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h
+        clamp = math.log(100000.0 / 16)
+        pcx, pcy = deltas[:, 0] / 2.0 * w + cx, deltas[:, 1] / 2.0 * h + cy
+        pw = torch.exp(torch.clamp(deltas[:, 2] / 1.0, max=clamp)) * w
+        ph = torch.exp(torch.clamp(deltas[:, 3] / 1.0, max=clamp)) * h
+        ref = torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw,
+                           pcy + 0.5 * ph], 1)
+        ours = self._head(decode_style='detectron2').decode(boxes, deltas)
+        self.assertTrue(torch.equal(ours, ref))
