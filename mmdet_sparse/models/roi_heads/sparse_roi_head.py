@@ -13,6 +13,7 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 from mmdet_sparse.registry import MODELS, TASK_UTILS
 from ..dense_heads.embedding_rpn_head import images_whwh
 from .matching import BatchHungarianMatcher
+from .detection_filters import filter_detections
 
 
 def _per_stage(cfg, num_stages: int, name: str) -> list:
@@ -47,7 +48,8 @@ class SparseRoIHead(BaseRoIHead):
         train_cfg (list[dict], optional): Per stage ``assigner`` (a
             ``HungarianAssigner``), ``sampler`` (``PseudoSampler``) and
             ``pos_weight``.
-        test_cfg (dict, optional): ``max_per_img``.
+        test_cfg (dict, optional): ``max_per_img``; optional ``score_thr``
+            and ``clip_to_image`` (see :func:`filter_detections`).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -250,7 +252,9 @@ class SparseRoIHead(BaseRoIHead):
             x (tuple[Tensor]): FPN levels.
             batch_img_metas (list[dict]): Image metas.
             rpn_results_list (list[InstanceData]): Proposals per image.
-            rcnn_test_cfg (dict): With ``max_per_img``.
+            rcnn_test_cfg (dict): With ``max_per_img``; optional
+                ``score_thr`` and ``clip_to_image`` (see
+                :func:`filter_detections`).
             rescale (bool): Map boxes back to the original image size.
 
         Returns:
@@ -273,9 +277,14 @@ class SparseRoIHead(BaseRoIHead):
             factors = det_boxes.new_tensor(
                 [meta['scale_factor'] for meta in batch_img_metas])
             det_boxes = det_boxes / factors.repeat(1, 2)[:, None]
+        det_boxes, keep = filter_detections(det_boxes, top_scores,
+                                            batch_img_metas, rcnn_test_cfg,
+                                            rescale)
+        if keep is None:
+            keep = [slice(None)] * len(det_boxes)
         return [
-            InstanceData(bboxes=b, scores=s, labels=lab)
-            for b, s, lab in zip(det_boxes, top_scores, labels)
+            InstanceData(bboxes=b[k], scores=s[k], labels=lab[k])
+            for b, s, lab, k in zip(det_boxes, top_scores, labels, keep)
         ]
 
     def forward(self, x: Tuple[Tensor], rpn_results_list: InstanceList,

@@ -187,3 +187,53 @@ class TestSparseRoIHead(TestCase):
                                           pos_fraction=0.5)
         with self.assertRaisesRegex(TypeError, 'PseudoSampler'):
             build_heads(cfg, 'mmdet_sparse', 3, 5)
+
+    def test_score_thr_and_clip_to_image(self):
+        # score_thr keeps exactly the detections scoring above it (in the
+        # same order); clip_to_image clips to the original image and drops
+        # boxes without area; both stay off by default.
+        cfg = our_config().model  # 2 small stages: fast to build
+        cfg.rpn_head.proposal_feature_channel = 32
+        cfg.roi_head.update(num_stages=2, stage_loss_weights=[1, 1],
+                            proposal_feature_channel=32)
+        cfg.roi_head.bbox_roi_extractor.out_channels = 32
+        cfg.roi_head.bbox_head.update(in_channels=32, feedforward_channels=48)
+        cfg.roi_head.bbox_head.dynamic_conv_cfg.update(
+            in_channels=32, feat_channels=8, out_channels=32)
+        torch.manual_seed(0)
+        rpn, roi = build_heads(cfg, 'mmdet_sparse', 3, 6)
+        rpn.init_weights()
+        roi.init_weights()
+        shapes = [(64, 96), (48, 60)]
+        samples = data_samples(shapes, [1, 1], 3, scale_factor=(2.0, 2.0))
+        feats = fpn_features(shapes, channels=32, seed=5)
+
+        def predict(**test_cfg):
+            roi.test_cfg = dict(max_per_img=18, **test_cfg)
+            with torch.no_grad():
+                return roi.predict(feats, rpn.predict(feats, samples),
+                                   samples, rescale=True)
+
+        plain = predict()
+        self.assertEqual([len(p) for p in plain], [18, 18])
+        thr = plain[0].scores[7].item()  # a score that is itself dropped
+        for full, kept in zip(plain, predict(score_thr=thr)):
+            above = full.scores > thr
+            self.assertEqual(len(kept), int(above.sum()))
+            self.assertTrue(torch.equal(kept.scores, full.scores[above]))
+            self.assertTrue(torch.equal(kept.bboxes, full.bboxes[above]))
+            self.assertTrue(torch.equal(kept.labels, full.labels[above]))
+        self.assertEqual(len(predict(score_thr=thr)[0]), 7)
+        crossing = 0
+        for full, clipped, sample in zip(plain, predict(clip_to_image=True),
+                                         samples):
+            h, w = sample.metainfo['ori_shape']
+            boxes = full.bboxes.clone()
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            keep = ((boxes[:, 2] > boxes[:, 0]) &
+                    (boxes[:, 3] > boxes[:, 1]))
+            crossing += int((boxes != full.bboxes).any(1).sum())
+            self.assertTrue(torch.equal(clipped.bboxes, boxes[keep]))
+            self.assertTrue(torch.equal(clipped.scores, full.scores[keep]))
+        self.assertGreater(crossing, 0)  # the case was exercised

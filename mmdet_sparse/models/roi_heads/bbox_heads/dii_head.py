@@ -1,9 +1,11 @@
 """Dynamic Instance Interactive head: one refinement stage of Sparse R-CNN."""
-from typing import Dict, Tuple
+import math
+from typing import Dict, Sequence, Tuple
 
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, bias_init_with_prob
+import torch
 from torch import Tensor, nn
 
 from mmdet.models.losses import accuracy
@@ -34,6 +36,38 @@ class ProposalSelfAttention(nn.Module):
         ``N <= 300`` proposals attention is a negligible share of the head.
         """
         return x + self.attn(x, x, x)[0]
+
+
+#: Upper clamp of dw, dh in the authors' detectron2 code: log(100000 / 16).
+D2_SCALE_CLAMP = math.log(100000.0 / 16)
+
+
+def apply_deltas_d2(boxes: Tensor, deltas: Tensor, stds: Sequence[float],
+                    scale_clamp: float = D2_SCALE_CLAMP) -> Tensor:
+    """Decode deltas as the Sparse R-CNN authors' detectron2 head does.
+
+    Same operations in the same order as their ``RCNNHead.apply_deltas``
+    (bitwise equal results): centre ``x1 + w / 2``, deltas divided by the
+    weights ``1 / std``, ``dw``/``dh`` clamped from above only.
+
+    Args:
+        boxes (Tensor): ``(n, 4)`` xyxy boxes.
+        deltas (Tensor): ``(n, 4)`` ``(dx, dy, dw, dh)``.
+        stds (Sequence[float]): The coder's ``target_stds``; the authors'
+            weights are their inverses, (2, 2, 1, 1).
+        scale_clamp (float): Upper bound of ``dw``, ``dh``.
+
+    Returns:
+        Tensor: ``(n, 4)`` decoded xyxy boxes.
+    """
+    weights = deltas.new_tensor([1.0 / s for s in stds])
+    wh = boxes[:, 2:] - boxes[:, :2]
+    ctr = boxes[:, :2] + 0.5 * wh
+    deltas = deltas / weights
+    dwh = torch.clamp(deltas[:, 2:], max=scale_clamp)
+    pred_ctr = deltas[:, :2] * wh + ctr
+    pred_wh = torch.exp(dwh) * wh
+    return torch.cat([pred_ctr - 0.5 * pred_wh, pred_ctr + 0.5 * pred_wh], 1)
 
 
 def _fc_branch(channels: int, num_fcs: int) -> nn.ModuleList:
@@ -71,6 +105,13 @@ class DIIHead(BaseModule):
         loss_bbox (dict): L1 loss on boxes normalised by image size.
         loss_iou (dict): IoU-type loss on pixel boxes.
         bbox_coder (dict): Coder that applies the deltas to the boxes.
+        decode_style (str): ``'mmdet'`` (default): ``bbox_coder.decode``,
+            whose ``dw``/``dh`` clamp is ``|log(16/1000)|`` on both sides.
+            ``'detectron2'``: the authors' arithmetic
+            (:func:`apply_deltas_d2`): clamp only from above, at
+            ``log(100000/16)``, so a whole-image proposal can shrink onto a
+            small object (``dw < -4.14``) in one stage. Uses the coder's
+            ``target_stds``; its means must be zero.
         init_cfg (dict, optional): Must be None: initialisation is fixed.
     """
 
@@ -105,6 +146,7 @@ class DIIHead(BaseModule):
                      clip_border=False,
                      target_means=[0., 0., 0., 0.],
                      target_stds=[0.5, 0.5, 1., 1.]),
+                 decode_style: str = 'mmdet',
                  init_cfg: OptConfigType = None,
                  **kwargs) -> None:
         if init_cfg is not None:
@@ -122,6 +164,15 @@ class DIIHead(BaseModule):
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        if decode_style not in ('mmdet', 'detectron2'):
+            raise ValueError("DIIHead decode_style must be 'mmdet' or "
+                             f"'detectron2', got {decode_style!r}")
+        if decode_style == 'detectron2' and any(
+                getattr(self.bbox_coder, 'means', (1, ))):
+            raise ValueError("decode_style='detectron2' needs a bbox_coder "
+                             'with target_means 0 and target_stds; got '
+                             f'{bbox_coder}')
+        self.decode_style = decode_style
         self.use_sigmoid = self.loss_cls.use_sigmoid
 
         self.attention = ProposalSelfAttention(in_channels, num_heads,
@@ -194,11 +245,15 @@ class DIIHead(BaseModule):
                 obj_feats.view(num_imgs, num_proposals, channels), attn_feats)
 
     def decode(self, boxes: Tensor, deltas: Tensor) -> Tensor:
-        """Apply deltas ``(..., 4)`` to boxes ``(..., 4)``, in float32."""
+        """Apply deltas ``(..., 4)`` to boxes ``(..., 4)``, in float32, in
+        the arithmetic of ``decode_style``."""
         shape = boxes.shape
-        return self.bbox_coder.decode(boxes.reshape(-1, 4).float(),
-                                      deltas.reshape(-1, 4).float()).view(
-                                          shape)
+        boxes = boxes.reshape(-1, 4).float()
+        deltas = deltas.reshape(-1, 4).float()
+        if self.decode_style == 'detectron2':
+            return apply_deltas_d2(boxes, deltas,
+                                   self.bbox_coder.stds).view(shape)
+        return self.bbox_coder.decode(boxes, deltas).view(shape)
 
     def scores(self, cls_score: Tensor) -> Tensor:
         """Foreground probabilities ``(..., K)`` from logits."""

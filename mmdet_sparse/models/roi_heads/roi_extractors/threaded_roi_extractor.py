@@ -11,6 +11,7 @@ with batched matrix products (:mod:`.separable_roi_align`), and that of
 larger RoIs with torchvision's kernel in the same parallel tasks; both equal
 the single-threaded kernel's up to float rounding.
 """
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
@@ -176,12 +177,24 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
     Args:
         num_threads (int, optional): Worker threads; defaults to
             ``torch.get_num_threads()``.
+        level_rule (str): Pyramid level of a RoI of scale
+            ``s = sqrt(w * h)``. ``'mmdet'`` (default):
+            ``floor(log2(s / finest_scale + 1e-6))``. ``'detectron2'``: the
+            authors' (detectron2's) ``floor(4 + log2(s / 224 + 1e-8)) -
+            log2(featmap_strides[0])``, computed in their order (224 is
+            ``finest_scale * 2 ** (4 - log2(featmap_strides[0]))``). The two
+            differ only for scales a few ulps below a level boundary
+            (``112``, ``224``, ``448`` px with the defaults).
         **kwargs: :class:`SingleRoIExtractor` arguments.
     """
 
     def __init__(self, *args, num_threads: Optional[int] = None,
-                 **kwargs) -> None:
+                 level_rule: str = 'mmdet', **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if level_rule not in ('mmdet', 'detectron2'):
+            raise ValueError("ThreadedRoIExtractor level_rule must be "
+                             f"'mmdet' or 'detectron2', got {level_rule!r}")
+        self.level_rule = level_rule
         self.num_threads = num_threads
         layer = self.roi_layers[0]
         self._threadable = all(
@@ -191,6 +204,25 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
             self._params = (tuple(layer.output_size),
                             tuple(m.spatial_scale for m in self.roi_layers),
                             layer.sampling_ratio, layer.aligned)
+
+    def map_roi_levels(self, rois: Tensor, num_levels: int) -> Tensor:
+        """Level index ``(n,)`` (long) of each RoI ``(n, 5)`` by
+        ``level_rule``."""
+        if self.level_rule == 'mmdet':
+            return super().map_roi_levels(rois, num_levels)
+        min_level = math.log2(self.featmap_strides[0])
+        if min_level != int(min_level):
+            raise ValueError("level_rule='detectron2' needs a power-of-two "
+                             f'first stride, got {self.featmap_strides}')
+        min_level = int(min_level)
+        canonical_level = 4
+        canonical_size = self.finest_scale * 2**(canonical_level - min_level)
+        scale = torch.sqrt(
+            (rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+        levels = torch.floor(canonical_level +
+                             torch.log2(scale / canonical_size + 1e-8))
+        levels = levels.clamp(min=min_level, max=min_level + num_levels - 1)
+        return levels.long() - min_level
 
     def forward(self,
                 feats: Tuple[Tensor],

@@ -102,3 +102,53 @@ class TestDIIHead(TestCase):
     def test_unknown_argument(self):
         with self.assertRaises(TypeError):
             DIIHead(num_fc=3)
+
+    def test_decode_style_detectron2(self):
+        # A whole-image proposal (800 x 600) shrinking onto a small object
+        # needs dw, dh below -log(1000/16) = -4.135; MMDetection's decoding
+        # clamps them there, the authors' only from above, at log(1e5/16).
+        boxes = torch.tensor([[[0., 0., 800., 600.], [0., 0., 800., 600.],
+                               [100., 50., 140., 90.]]])
+        deltas = torch.tensor([[[0.4, 0., -5., -6.], [0., 0., 9., 1.],
+                                [0., -0.2, 0.5, 0.]]])
+        d2 = self._head(decode_style='detectron2').decode(boxes, deltas)[0]
+        mmdet = self._head().decode(boxes, deltas)[0]
+
+        def xyxy(cx, cy, w, h):
+            return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+        # Deltas are divided by the weights 1/std = (2, 2, 1, 1).
+        torch.testing.assert_close(d2, torch.tensor([
+            xyxy(400 + 0.2 * 800, 300, 800 * math.exp(-5),
+                 600 * math.exp(-6)),
+            xyxy(400, 300, 800 * 100000 / 16, 600 * math.exp(1)),
+            xyxy(120, 70 - 0.1 * 40, 40 * math.exp(0.5), 40)]))
+        torch.testing.assert_close(mmdet, torch.tensor([
+            xyxy(560, 300, 800 * 16 / 1000, 600 * 16 / 1000),
+            xyxy(400, 300, 800 * 1000 / 16, 600 * math.exp(1)),
+            xyxy(120, 66, 40 * math.exp(0.5), 40)]))
+        with self.assertRaisesRegex(ValueError, 'decode_style'):
+            self._head(decode_style='d2')
+        with self.assertRaisesRegex(ValueError, 'target_means'):
+            self._head(
+                decode_style='detectron2',
+                bbox_coder=dict(type='DeltaXYWHBBoxCoder',
+                                target_means=[0.1, 0., 0., 0.]))
+
+    def test_decode_style_detectron2_is_bitwise_the_authors(self):
+        # The authors' apply_deltas, column by column (weights 2, 2, 1, 1).
+        gen = torch.Generator().manual_seed(0)
+        xy = torch.rand(500, 2, generator=gen) * 700
+        boxes = torch.cat([xy, xy + torch.rand(500, 2, generator=gen) * 300],
+                          1)
+        deltas = torch.randn(500, 4, generator=gen) * 3
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        cx, cy = boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h
+        clamp = math.log(100000.0 / 16)
+        pcx, pcy = deltas[:, 0] / 2.0 * w + cx, deltas[:, 1] / 2.0 * h + cy
+        pw = torch.exp(torch.clamp(deltas[:, 2] / 1.0, max=clamp)) * w
+        ph = torch.exp(torch.clamp(deltas[:, 3] / 1.0, max=clamp)) * h
+        ref = torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw,
+                           pcy + 0.5 * ph], 1)
+        ours = self._head(decode_style='detectron2').decode(boxes, deltas)
+        self.assertTrue(torch.equal(ours, ref))

@@ -1,6 +1,7 @@
 from unittest import TestCase, mock
 
 import torch
+from mmcv.ops import roi_align
 
 from mmdet_sparse.models.roi_heads.roi_extractors import \
     threaded_roi_extractor
@@ -97,3 +98,28 @@ class TestThreadedRoIExtractor(TestCase):
         ref = _extractor('mmdet.SingleRoIExtractor')
         feats, rois = _inputs()
         self.assertTrue(torch.equal(one_thread(feats, rois), ref(feats, rois)))
+
+    def test_level_rule_detectron2(self):
+        # Squares a few float32 ulps below 112 and 224 px: MMDetection's
+        # floor(log2(s / 56 + 1e-6)) puts them on the upper level, the
+        # authors' floor(4 + log2(s / 224 + 1e-8)) - 2 on the lower one.
+        sides = [111.99997711181640625, 111.99994659423828125,
+                 223.99996948242188, 50., 112., 300.]
+        rois = torch.tensor([[0., 0., 0., s, s] for s in sides])
+        mmdet = _extractor('ThreadedRoIExtractor')
+        d2 = _extractor('ThreadedRoIExtractor', level_rule='detectron2')
+        self.assertEqual(mmdet.map_roi_levels(rois, 4).tolist(),
+                         [1, 1, 2, 0, 1, 2])
+        self.assertEqual(d2.map_roi_levels(rois, 4).tolist(),
+                         [0, 0, 1, 0, 1, 2])
+        # The pooled features follow the level, on both forward paths.
+        feats, _ = _inputs()
+        for threads in (1, 2):
+            d2.num_threads = mmdet.num_threads = threads
+            for module, level in ((d2, 0), (mmdet, 1)):
+                expected = roi_align(feats[level], rois[:1], (7, 7),
+                                     1 / 4 / 2**level, 2, 'avg', True)
+                self.assertTrue(torch.equal(module(feats, rois)[:1],
+                                            expected))
+        with self.assertRaisesRegex(ValueError, 'level_rule'):
+            _extractor('ThreadedRoIExtractor', level_rule='d2')
