@@ -10,6 +10,7 @@ import pickle
 import struct
 import zipfile
 
+import numpy as np
 import torch
 
 
@@ -117,6 +118,30 @@ class Pickle:
 
 def history_buffer(p: Pickle) -> Pickle:
     return p.global_('mmengine.logging.history_buffer', 'HistoryBuffer')
+
+
+def array_state(p, dtype_name, shape, data, flags=None, dtype_state=None):
+    """``numpy.ndarray`` as NumPy pickles it, with a chosen dtype state."""
+    p.global_('numpy._core.multiarray', '_reconstruct').mark()
+    p.global_('numpy', 'ndarray').mark().int_(0).tuple().bytes_(b'b')
+    p.tuple().reduce()
+    p.mark().int_(1).mark()
+    for n in shape:
+        p.int_(n)
+    p.tuple()
+    dtype(p, dtype_name, dtype_state)
+    return p.bool_(False).bytes_(data).tuple().build()
+
+
+def dtype(p, name, state=None):
+    """``numpy.dtype(name)`` followed by ``state`` (NumPy's own by
+    default)."""
+    p.call('numpy', 'dtype', name, False, True)
+    state = state or np.dtype(name).__reduce__()[2]
+    p.mark()
+    for item in state:
+        p.value(item)
+    return p.tuple().build()
 
 
 def write_checkpoint(path: str, data_pkl: bytes) -> None:

@@ -49,7 +49,7 @@ import math
 import os
 import pickle
 import warnings
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from mmengine.logging import HistoryBuffer
@@ -204,6 +204,8 @@ class _CheckedArray(np.ndarray):
             raise _refuse(f'An array state in the checkpoint is '
                           f'{_describe(state)}')
         version, shape, dtype, fortran, data = state
+        if type(data) is str:  # Python 2 pickles read as latin-1
+            data = data.encode('latin1')
         if (type(version) is not int or version != 1
                 or type(shape) is not tuple
                 or any(type(n) is not int or n < 0 for n in shape)
@@ -255,6 +257,48 @@ def _empty_bytes(*args: Any) -> bytes:
     return b''
 
 
+def _array_from_buffer(buffer: Any, dtype: Any, shape: Any,
+                       order: Any) -> np.ndarray:
+    """``numpy._core.numeric._frombuffer`` for unpickling (arrays pickled
+    with protocol 5): a bool, number or string array from exactly its
+    bytes."""
+    if (type(buffer) not in (bytes, bytearray) or type(dtype) is not _DtypeName
+            or type(shape) is not tuple
+            or any(type(n) is not int or n < 0 for n in shape)
+            or order not in ('C', 'F')):
+        raise _refuse('The checkpoint builds an array from '
+                      f'{_describe(buffer)}, {_describe(dtype)}, '
+                      f'{_describe(shape)}')
+    size = math.prod(shape) * dtype.dtype.itemsize
+    if len(buffer) != size:
+        raise _refuse(f'An array of shape {shape} and dtype {dtype.dtype} in '
+                      f'the checkpoint has {len(buffer)} bytes instead of '
+                      f'{size}')
+    return np.frombuffer(buffer, dtype.dtype).reshape(shape,
+                                                      order=order).copy()
+
+
+def numpy_stand_ins() -> Dict[str, Any]:
+    """Pickled name -> checked stand-in for every global a pickle of NumPy
+    arrays, dtypes and scalars uses (NumPy 1.x and 2.x spellings, pickle
+    protocols 2 to 5). Shared by the checkpoint loader and by readers of
+    plain NumPy pickles (:mod:`mmdet_sparse.utils.safe_pickle`)."""
+    stand_ins = {
+        'numpy.dtype': _plain_dtype,
+        'numpy.ndarray': _CheckedArray,
+        'builtins.bytes': _empty_bytes,
+        # Only to let an unpickler apply a dtype's state (BUILD); no file
+        # names it.
+        f'{__name__}._DtypeName': _DtypeName,
+    }
+    for module in _NUMPY_CORE:
+        stand_ins[f'{module}._reconstruct'] = _empty_array
+        stand_ins[f'{module}.scalar'] = _plain_scalar
+        numeric = module.replace('multiarray', 'numeric')
+        stand_ins[f'{numeric}._frombuffer'] = _array_from_buffer
+    return stand_ins
+
+
 def runner_checkpoint_globals() -> List[Tuple[Any, str]]:
     """The ``(stand-in, pickled name)`` pairs that
     :func:`allow_runner_checkpoints` adds to PyTorch's allow-list."""
@@ -262,17 +306,8 @@ def runner_checkpoint_globals() -> List[Tuple[Any, str]]:
         (_statistics_getattr, 'builtins.getattr'),
         (_CheckedHistoryBuffer,
          f'{HistoryBuffer.__module__}.{HistoryBuffer.__qualname__}'),
-        (_plain_dtype, 'numpy.dtype'),
-        (_CheckedArray, 'numpy.ndarray'),
-        (_empty_bytes, 'builtins.bytes'),
-        # Only to let the unpickler apply a dtype's state (BUILD); no
-        # checkpoint names it.
-        (_DtypeName, f'{__name__}._DtypeName'),
     ]
-    for module in _NUMPY_CORE:
-        pairs += [(_empty_array, f'{module}._reconstruct'),
-                  (_plain_scalar, f'{module}.scalar')]
-    return pairs
+    return pairs + [(obj, name) for name, obj in numpy_stand_ins().items()]
 
 
 def allow_runner_checkpoints() -> None:

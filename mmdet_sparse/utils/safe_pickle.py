@@ -8,41 +8,40 @@ scalars (and ``collections.OrderedDict``, ``_codecs.encode``), so a file
 that asks for anything else (``os.system``, ``builtins.eval``, ...) is
 refused before it runs.
 """
-import codecs
 import collections
 import pickle
 from typing import Any, Dict, Tuple
 
-import numpy as np
+from mmdet_sparse.engine.checkpoint import numpy_stand_ins
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list."""
+    """A pickle asked for a global outside the allow-list, or for a NumPy
+    object that the checked stand-ins refuse."""
+
+
+def _latin1_bytes(text: Any, encoding: Any = 'latin1') -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles written by Python 3 use it
+    for ``bytes`` (an array's data): latin-1 text only."""
+    if type(text) is not str or encoding not in ('latin1', 'latin-1'):
+        raise UnsafePickleError('refusing _codecs.encode other than '
+                                'latin-1 text to bytes')
+    return text.encode('latin1')
 
 
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     """``(module, name)`` -> object for the globals a pickle of NumPy arrays
-    uses, under the names NumPy 1.x and 2.x write."""
-    reconstruct = np.ndarray(0).__reduce__()[0]  # multiarray._reconstruct
-    scalar = np.float32(0).__reduce__()[0]  # multiarray.scalar
+    uses: NumPy's served by the checked stand-ins of
+    :func:`~mmdet_sparse.engine.checkpoint.numpy_stand_ins` (a dtype's state
+    cannot alter it, byte counts must match), plus ``OrderedDict`` and
+    latin-1 ``_codecs.encode``."""
     allowed = {
         ('collections', 'OrderedDict'): collections.OrderedDict,
-        # Protocol 2 pickles written by Python 3 store bytes (an array's
-        # data) as _codecs.encode(text, 'latin1').
-        ('_codecs', 'encode'): codecs.encode,
+        ('_codecs', 'encode'): _latin1_bytes,
     }
-    # Protocol 5 rebuilds plain-data arrays with numeric._frombuffer.
-    frombuffer = np.arange(2).__reduce_ex__(5)[0]
-    for core in ('numpy.core', 'numpy._core'):
-        allowed[(core + '.multiarray', '_reconstruct')] = reconstruct
-        allowed[(core + '.multiarray', 'scalar')] = scalar
-        allowed[(core + '.numeric', '_frombuffer')] = frombuffer
-    allowed[('numpy', 'ndarray')] = np.ndarray
-    allowed[('numpy', 'dtype')] = np.dtype
-    # NumPy >= 1.25 may name a dtype by its class (numpy.dtypes.Float32DType).
-    for code in '?bhilqBHILQefdg':
-        cls = type(np.dtype(code))
-        allowed[('numpy.dtypes', cls.__name__)] = cls
+    for name, stand_in in numpy_stand_ins().items():
+        module, _, attr = name.rpartition('.')
+        allowed[(module, attr)] = stand_in
     return allowed
 
 
@@ -82,5 +81,5 @@ def load_numpy_pickle(path: str) -> Any:
     with open(path, 'rb') as f:
         try:
             return NumpyUnpickler(f, encoding='latin1').load()
-        except UnsafePickleError as err:
+        except pickle.UnpicklingError as err:
             raise UnsafePickleError(f'{path}: {err}') from None

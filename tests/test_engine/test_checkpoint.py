@@ -21,7 +21,8 @@ from helpers import REPO
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner, load_checkpoint
-from pickle_ops import Pickle, history_buffer, write_checkpoint
+from pickle_ops import (Pickle, array_state, dtype, history_buffer,
+                        write_checkpoint)
 
 import mmdet_sparse  # noqa: F401  (allow-lists the Runner's globals)
 from mmdet_sparse.datasets import ensure_shapes_dataset
@@ -200,30 +201,6 @@ def eval_payload(marker: str) -> bytes:
     return p.tuple().reduce().dumps()
 
 
-def array_state(p, dtype_name, shape, data, flags=None, dtype_state=None):
-    """``numpy.ndarray`` as NumPy pickles it, with a chosen dtype state."""
-    p.global_('numpy._core.multiarray', '_reconstruct').mark()
-    p.global_('numpy', 'ndarray').mark().int_(0).tuple().bytes_(b'b')
-    p.tuple().reduce()
-    p.mark().int_(1).mark()
-    for n in shape:
-        p.int_(n)
-    p.tuple()
-    dtype(p, dtype_name, dtype_state)
-    return p.bool_(False).bytes_(data).tuple().build()
-
-
-def dtype(p, name, state=None):
-    """``numpy.dtype(name)`` followed by ``state`` (NumPy's own by
-    default)."""
-    p.call('numpy', 'dtype', name, False, True)
-    state = state or np.dtype(name).__reduce__()[2]
-    p.mark()
-    for item in state:
-        p.value(item)
-    return p.tuple().build()
-
-
 def history_state(items):
     """A HistoryBuffer built from the state ``items``."""
     def write(p):
@@ -243,6 +220,7 @@ class TestHostileCheckpoints(TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.marker = osp.join(self.tmp.name, 'marker')
+        HistoryBuffer()  # registers the default statistics methods
         self.statistics = dict(HistoryBuffer._statistics_methods)
 
     def tearDown(self):

@@ -5,6 +5,7 @@ from collections import OrderedDict
 from unittest import TestCase
 
 import numpy as np
+from pickle_ops import Pickle, array_state
 
 from mmdet_sparse.utils.safe_pickle import UnsafePickleError, load_numpy_pickle
 
@@ -62,3 +63,28 @@ class TestSafePickle(TestCase):
         with self.assertRaises(UnsafePickleError):
             load_numpy_pickle(path)
         self.assertFalse(os.path.exists(marker))
+
+    def test_numpy_state_tampering_is_refused(self):
+        """The checked NumPy stand-ins serve plain pickles too: a dtype
+        state that marks float64 as holding objects, or an array whose byte
+        count does not match its shape, is refused."""
+        data = np.arange(2.0).tobytes()
+        cases = {
+            'alters dtype': lambda p: array_state(
+                p, 'f8', (2, ), data,
+                dtype_state=(3, '<', None, None, None, -1, -1, 0x01)),
+            '16 bytes': lambda p: array_state(p, 'f8', (4, ), data),
+        }
+        for error, write in cases.items():
+            with self.subTest(error):
+                path = os.path.join(self.tmp.name, 'tampered.pkl')
+                with open(path, 'wb') as f:
+                    f.write(Pickle().value(write).dumps())
+                with self.assertRaisesRegex(UnsafePickleError, error):
+                    load_numpy_pickle(path)
+        with self.subTest('untampered'):
+            with open(path, 'wb') as f:
+                f.write(Pickle().value(
+                    lambda p: array_state(p, 'f8', (2, ), data)).dumps())
+            np.testing.assert_array_equal(load_numpy_pickle(path),
+                                          np.arange(2.0))
