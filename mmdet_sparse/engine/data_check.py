@@ -60,6 +60,12 @@ def model_num_classes(model: Any) -> List[int]:
     return [h.num_classes for h in heads if hasattr(h, 'num_classes')]
 
 
+def _labels(first: int, end: int) -> str:
+    """``'label 3'`` or ``'labels 3..4'`` for the range ``[first, end)``."""
+    return (f'label {first}' if end - first == 1 else
+            f'labels {first}..{end - 1}')
+
+
 def _where_to_set(cfg: Any, num: int) -> str:
     """The config key to change, for one dict or per-stage dicts."""
     heads = None
@@ -100,11 +106,11 @@ def check_classes(dataset: Any, model: Any, split: str,
                     else ''))
         stage_txt = f' (stage {stage})' if len(model_nums) > 1 else ''
         if num > model_num:
-            effect = (f'labels {model_num}..{num - 1} have no output, and '
-                      'training fails in the matching cost with an '
-                      'IndexError')
+            effect = (f'{_labels(model_num, num)} of the data have no '
+                      'output, and training fails in the matching cost with '
+                      'an IndexError')
         else:
-            effect = (f'predictions of labels {num}..{model_num - 1} name no '
+            effect = (f'predictions of {_labels(num, model_num)} name no '
                       'class of the data, and evaluation fails in '
                       'CocoMetric.results2json with an IndexError after the '
                       'epoch')
