@@ -92,6 +92,11 @@ def drop_reason(ann: Dict[str, Any], width: float, height: float,
     return 'unexplained'
 
 
+def _count(num: int, singular: str, plural: str) -> str:
+    """``'1 image'`` / ``'2 images'``."""
+    return f'{num} {singular if num == 1 else plural}'
+
+
 def _names(names: Sequence[str]) -> str:
     """At most :data:`NUM_NAMES` names, then how many more."""
     shown = ', '.join(repr(n) for n in names[:NUM_NAMES])
@@ -140,12 +145,13 @@ class ClassMatch:
         """What differs, with the likely fix ('' when nothing does)."""
         parts = []
         if self.missing:
-            parts.append(f'{len(self.missing)} of metainfo.classes have no '
+            parts.append(f'{len(self.missing)} of metainfo.classes '
+                         f'{"has" if len(self.missing) == 1 else "have"} no '
                          f'category in the file: {_names(self.missing)}')
         if self.extra:
-            parts.append(f'{len(self.extra)} categories of the file are not '
-                         f'in metainfo.classes (their boxes are dropped): '
-                         f'{_names(self.extra)}')
+            parts.append(f'{_count(len(self.extra), "category", "categories")}'
+                         ' of the file not in metainfo.classes (their boxes '
+                         f'are dropped): {_names(self.extra)}')
         lower = {n.strip().lower(): n for n in self.extra}
         near = [f'{m!r} ~ {lower[m.strip().lower()]!r}' for m in self.missing
                 if m.strip().lower() in lower]
@@ -271,21 +277,22 @@ class AnnotationReport:
             num_left (int, optional): Images left after ``filter_cfg``.
         """
         head = (f'{self.ann_file}: kept {self.num_kept} of '
-                f'{self.num_annotations} annotations of {self.num_images} '
-                f'images')
+                f'{_count(self.num_annotations, "annotation", "annotations")}'
+                f' of {_count(self.num_images, "image", "images")}')
         if num_left is not None:
-            head += f'; {num_left} images used'
+            head += f'; {num_left} used after filter_cfg'
         lines = [head]
         if self.dropped:
-            lines.append(f'  dropped {sum(self.dropped.values())} '
-                         'annotations:')
+            lines.append('  dropped ' + _count(sum(self.dropped.values()),
+                                               'annotation:', 'annotations:'))
             lines += self._lines(self.dropped, REASONS)
         if self.filtered:
-            lines.append(f'  left out {sum(self.filtered.values())} images '
-                         'by filter_cfg:')
+            lines.append('  left out ' + _count(sum(self.filtered.values()),
+                                                'image', 'images')
+                         + ' by filter_cfg:')
             lines += self._lines(self.filtered, IMAGE_REASONS)
         if self.non_finite_kept:
-            lines.append(f'  kept {len(self.non_finite_kept)} boxes with an '
+            lines.append(f'  kept {len(self.non_finite_kept)} with an '
                          f'infinite width or height, e.g. (image, file, '
                          f'ann) {self.non_finite_kept[:NUM_EXAMPLES]}')
         if self.classes is not None and not self.classes.ok:

@@ -130,7 +130,7 @@ class CocoDataset(MMDetCocoDataset):
         if not kept:
             raise DataCheckError(
                 f'{self.ann_file}: filter_cfg={self.filter_cfg} left out all '
-                f'{len(before)} images, nothing to train on.\n{summary}\n'
+                f'{len(before)} image(s), nothing to train on.\n{summary}\n'
                 'filter_empty_gt=True keeps only images with a box of '
                 'metainfo.classes: fix the annotations or the class names, '
                 'or set train_dataloader.dataset.filter_cfg.filter_empty_gt'

@@ -13,9 +13,11 @@ with ``IndexError: list index out of range``.
 (key ``data_check``), which configs extend key by key, so every config gets
 it even when it replaces ``custom_hooks``.
 """
+import logging
 from typing import Any, List, Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmdet_sparse.datasets.annotation_report import DataCheckError
@@ -104,11 +106,15 @@ def check_classes(dataset: Any, model: Any, split: str,
         names = (f'metainfo.classes has {len(classes)} names'
                  + (f', {num} of them in the file' if num != len(classes)
                     else ''))
-        stage_txt = f' (stage {stage})' if len(model_nums) > 1 else ''
-        if num > model_num:
+        stage_txt = (f' (stage {stage})' if len(set(model_nums)) > 1
+                     else '')
+        if num > model_num and split == 'train':
             effect = (f'{_labels(model_num, num)} of the data have no '
                       'output, and training fails in the matching cost with '
                       'an IndexError')
+        elif num > model_num:
+            effect = (f'{_labels(model_num, num)} of the data can never be '
+                      'predicted (their AP is 0)')
         else:
             effect = (f'predictions of {_labels(num, model_num)} name no '
                       'class of the data, and evaluation fails in '
@@ -130,19 +136,33 @@ class DataCheckHook(Hook):
     configured, the validation data (so a mismatch does not wait for the
     first validation); ``before_val`` and ``before_test`` check their own
     data. Each dataset is checked once.
+
+    Args:
+        strict (bool): Raise :class:`DataCheckError` on a mismatch; False
+            only logs it as a warning. mmengine cannot remove an added
+            default hook (``default_hooks.data_check=None`` fails its
+            assertion), so ``--cfg-options default_hooks.data_check.strict=
+            False`` is the way to run anyway. Defaults to True.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
         self._checked: set = set()
 
     def _check(self, runner, split: str, dataloader: Any) -> None:
         dataset = getattr(dataloader, 'dataset', None)
         if dataset is None or id(dataset) in self._checked:
             return
-        check_classes(dataset, runner.model, split, runner.cfg)
         self._checked.add(id(dataset))
+        try:
+            check_classes(dataset, runner.model, split, runner.cfg)
+        except DataCheckError as exc:
+            if self.strict:
+                raise
+            print_log(f'{exc} (default_hooks.data_check.strict=False: '
+                      'going on)', logger='current', level=logging.WARNING)
 
     def before_train(self, runner) -> None:
         self._check(runner, 'train', runner.train_dataloader)

@@ -130,7 +130,8 @@ class TestCocoDataset(TestCase):
         self.assertEqual(len(warnings), 1)
         msg = warnings[0]
         self.assertIn(ann_file, msg)
-        self.assertIn('kept 4 of 14 annotations of 5 images; 3 images used',
+        self.assertIn('kept 4 of 14 annotations of 5 images; 3 used after '
+                      'filter_cfg',
                       msg)
         for text in ('3 zero width, height or area',
                      "image 1 'a.png' ann 2",
@@ -142,9 +143,9 @@ class TestCocoDataset(TestCase):
                      '1 no box of the classes (filter_empty_gt=True)',
                      "image 4 'd.png'",
                      '1 shorter side below filter_cfg.min_size',
-                     "have no category in the file: 'missing_class'",
-                     "not in metainfo.classes (their boxes are dropped): "
-                     "'extra'"):
+                     "has no category in the file: 'missing_class'",
+                     "1 category of the file not in metainfo.classes (their "
+                     "boxes are dropped): 'extra'"):
             self.assertIn(text, msg)
 
     def test_clean_file_logs_info_only(self):
@@ -154,7 +155,7 @@ class TestCocoDataset(TestCase):
         dataset, logs = self._build_logged(self._write('clean.json', coco),
                                            classes=('cat_a', 'cat_b'))
         self.assertEqual([level for level, _ in logs], ['INFO'])
-        self.assertIn('kept 1 of 1 annotations', logs[0][1])
+        self.assertIn('kept 1 of 1 annotation of 1 image', logs[0][1])
         self.assertEqual(dataset.get_data_info(0)['instances'][0]
                          ['bbox_label'], 1)
 
@@ -196,7 +197,7 @@ class TestCocoDataset(TestCase):
         with self.assertRaises(DataCheckError) as ctx:
             self._build(CocoDataset, ann_file)
         msg = str(ctx.exception)
-        for text in (ann_file, 'left out all 2 images',
+        for text in (ann_file, 'left out all 2 image(s)',
                      '2 no box of the classes (filter_empty_gt=True)',
                      'filter_cfg.filter_empty_gt=False'):
             self.assertIn(text, msg)

@@ -13,6 +13,7 @@ import torch.nn as nn
 from helpers import CONFIG_DIR, REPO
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from mmdet_sparse.datasets import SHAPES_CLASSES, DataCheckError
@@ -174,3 +175,10 @@ class TestDataCheckHook(TestCase):
         runner.test_loop = SimpleNamespace(dataloader=other)
         with self.assertRaisesRegex(DataCheckError, 'y.json'):
             hook.before_test(runner)
+        # strict=False: the same words as a warning, and the run goes on.
+        loose = DataCheckHook(strict=False)
+        with self.assertLogs(MMLogger.get_current_instance(),
+                             'WARNING') as logs:
+            loose.before_test(runner)
+        self.assertIn('y.json', logs.output[0])
+        self.assertIn('strict=False', logs.output[0])
