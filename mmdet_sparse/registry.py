@@ -3,10 +3,11 @@
 One child registry per mmengine registry, all with
 ``scope='mmdet_sparse'`` and parented to MMDetection's registries: a name
 registered here (``SparseRoIHead``, ``DIIHead``, ...) resolves to this
-package under the ``mmdet_sparse`` scope, and every other name (``ResNet``,
-``CocoDataset``, ``CocoMetric``, ...) falls through to MMDetection and then
-mmengine. MMDetection's own classes stay reachable
-with an explicit scope, e.g. ``type='mmdet.DIIHead'``.
+package under the ``mmdet_sparse`` scope (``CocoDataset`` too: MMDetection's
+with a report of what it drops), and every other name (``ResNet``,
+``CocoMetric``, ...) falls through to MMDetection and then mmengine.
+MMDetection's own classes stay reachable with an explicit scope, e.g.
+``type='mmdet.DIIHead'``.
 """
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry

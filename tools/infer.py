@@ -7,6 +7,10 @@ Example::
 Writes the drawn images (or the drawn video) to ``OUT_DIR/vis/`` and every
 predicted box, whatever its score, to ``OUT_DIR/results.json`` in COCO
 result format. ``--score-thr`` only decides which boxes are drawn.
+
+Exit status 0 when every input was processed; 3 when a video ended before
+the frame count of its container (cut short or damaged): the results of the
+frames read are written, and a warning says how many of how many.
 """
 import argparse
 import os.path as osp
@@ -16,6 +20,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmdet_sparse.apis import (build_inferencer, collect_inputs,  # noqa: E402
                                default_device, run_inference)
+
+#: Exit status of a run whose video ended early (results are partial).
+EXIT_INCOMPLETE = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,12 +53,19 @@ def main(argv=None) -> None:
     device = args.device or default_device()
     inferencer = build_inferencer(args.config, args.checkpoint, device)
     out = run_inference(inferencer, inputs, args.out_dir, args.score_thr)
-    what = 'video' if inputs.kind == 'video' else \
-        f'{len(inputs.files)} image(s)'
+    if inputs.kind == 'video':
+        what = f'{out["num_frames"]} frame(s) of the video'
+    else:
+        what = f'{len(inputs.files)} image(s)'
     print(f'Ran on {what} from {inputs.source} ({device})')
     print(f'Drawn results (score >= {args.score_thr}): {out["vis_dir"]}')
     print(f'All {out["num_records"]} boxes (COCO json): '
           f'{out["results_file"]}')
+    if out['incomplete']:
+        # Partial results are kept (they may have taken hours), but the run
+        # did not do what was asked: say so and fail, so scripts notice.
+        print(f'WARNING: {out["incomplete"]}', file=sys.stderr)
+        sys.exit(EXIT_INCOMPLETE)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,11 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # Stops a run before its first iteration when the data's classes do
+    # not fit the model's num_classes. A default hook (not a custom one), so
+    # configs that replace custom_hooks keep it.
+    data_check=dict(type='DataCheckHook'))
 
 # Resumed runs continue the random streams of the run they resume.
 custom_hooks = [dict(type='RNGStateHook')]

@@ -7,8 +7,9 @@ from mmdet_sparse.engine import (CPUBFloat16OptimWrapper,
 from .inference import (COCO_CATEGORY_IDS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                         InferenceInputError, InferenceInputs,
                         build_inferencer, coco_category_ids, collect_inputs,
-                        default_device, det_sample_to_coco, draw, predict,
-                        read_image, run_inference)
+                        default_device, det_sample_to_coco, draw,
+                        incomplete_video_message, predict, read_image,
+                        run_inference)
 from .train_test import train_then_test
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     'COCO_CATEGORY_IDS', 'IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS',
     'InferenceInputError', 'InferenceInputs', 'build_inferencer',
     'coco_category_ids', 'collect_inputs', 'default_device',
-    'det_sample_to_coco', 'draw', 'predict', 'read_image', 'run_inference',
+    'det_sample_to_coco', 'draw', 'incomplete_video_message', 'predict',
+    'read_image', 'run_inference',
     'train_then_test'
 ]

@@ -14,10 +14,11 @@ The helpers here back ``tools/infer.py``:
   ``results.json`` under an output folder.
 """
 import json
+import logging
 import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -214,12 +215,19 @@ def draw(inferencer: Any, img_bgr: np.ndarray, data_sample: Any,
 
 
 def _run_video(inferencer: Any, path: str, vis_dir: str, score_thr: float,
-               cat_ids: Sequence[int]) -> List[Dict[str, Any]]:
-    """Predict every frame of a video and write the annotated video."""
+               cat_ids: Sequence[int]
+               ) -> Tuple[List[Dict[str, Any]], int, int]:
+    """Predict every frame of a video and write the annotated video.
+
+    Returns:
+        tuple: the COCO records, the number of frames read and the number
+        of frames the container declares (0 when it declares none).
+    """
     import cv2
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise InferenceInputError(f'Cannot open video: {path}')
+    declared = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     name = osp.basename(path)
     out_file = osp.join(vis_dir, osp.splitext(name)[0] + '.mp4')
@@ -249,7 +257,24 @@ def _run_video(inferencer: Any, path: str, vis_dir: str, score_thr: float,
     if frame_id == 0:
         raise InferenceInputError(f'No frame could be read from video: '
                                   f'{path}')
-    return records
+    return records, frame_id, declared
+
+
+def incomplete_video_message(path: str, frames_read: int,
+                             frames_declared: int) -> Optional[str]:
+    """The warning for a video that ended early (``None`` if it did not).
+
+    A video is incomplete when fewer frames could be decoded than its
+    container declares: a file cut short by a copy or a download, or
+    frames that fail to decode.
+    """
+    if frames_declared <= 0 or frames_read >= frames_declared:
+        return None
+    return (f'Video {path} is incomplete: read {frames_read} of the '
+            f'{frames_declared} frames its container declares (cut short or '
+            f'damaged); results cover frames 0..{frames_read - 1} only. '
+            'Re-copy or re-encode the video (e.g. ffmpeg -i IN -c:v libx264 '
+            'OUT.mp4) to run on all of it.')
 
 
 def run_inference(inferencer: Any, inputs: InferenceInputs, out_dir: str,
@@ -259,15 +284,25 @@ def run_inference(inferencer: Any, inputs: InferenceInputs, out_dir: str,
     Images are all decoded first, so that an unreadable one stops the run
     before any model work, with its path in the error.
 
+    A video that ends before the frame count of its container is logged
+    as a warning, and ``incomplete`` of the result says so (the results of
+    the frames read are written all the same).
+
     Returns:
-        dict: ``vis_dir``, ``results_file`` and ``num_records``.
+        dict: ``vis_dir``, ``results_file``, ``num_records``,
+        ``num_frames`` (frames read from a video, else ``None``) and
+        ``incomplete`` (the warning for a video cut short, else ``None``).
     """
     vis_dir = osp.join(out_dir, 'vis')
     os.makedirs(vis_dir, exist_ok=True)
     cat_ids = coco_category_ids(inferencer.model.dataset_meta['classes'])
+    incomplete = None
+    frames = None
     if inputs.kind == 'video':
-        records = _run_video(inferencer, inputs.files[0], vis_dir, score_thr,
-                             cat_ids)
+        records, frames, declared = _run_video(
+            inferencer, inputs.files[0], vis_dir, score_thr, cat_ids)
+        incomplete = incomplete_video_message(inputs.files[0], frames,
+                                              declared)
     else:
         for path in inputs.files:  # fail early on an unreadable image
             read_image(path)
@@ -280,7 +315,13 @@ def run_inference(inferencer: Any, inputs: InferenceInputs, out_dir: str,
             draw(inferencer, img, sample, score_thr,
                  out_file=osp.join(vis_dir, name))
     results_file = osp.join(out_dir, 'results.json')
-    with open(results_file, 'w') as f:
+    tmp_file = f'{results_file}.tmp-{os.getpid()}'
+    with open(tmp_file, 'w') as f:  # a complete file or the old one
         json.dump(records, f)
+    os.replace(tmp_file, results_file)
+    if incomplete is not None:
+        from mmengine.logging import print_log
+        print_log(incomplete, logger='current', level=logging.WARNING)
     return dict(
-        vis_dir=vis_dir, results_file=results_file, num_records=len(records))
+        vis_dir=vis_dir, results_file=results_file, num_records=len(records),
+        num_frames=frames, incomplete=incomplete)

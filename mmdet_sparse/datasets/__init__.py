@@ -1,8 +1,12 @@
 """Datasets and data helpers of ``mmdet_sparse``."""
+from .annotation_report import (AnnotationFileError, AnnotationReport,
+                                ClassMatch, DataCheckError)
+from .coco import CocoDataset
 from .synthetic_shapes import (SHAPES_CLASSES, SHAPES_DATA_VERSION,
                                ensure_shapes_dataset, generate_shapes_dataset)
 
 __all__ = [
-    'SHAPES_CLASSES', 'SHAPES_DATA_VERSION', 'ensure_shapes_dataset',
-    'generate_shapes_dataset'
+    'AnnotationFileError', 'AnnotationReport', 'ClassMatch',
+    'DataCheckError', 'CocoDataset', 'SHAPES_CLASSES', 'SHAPES_DATA_VERSION',
+    'ensure_shapes_dataset', 'generate_shapes_dataset'
 ]

@@ -1,6 +1,7 @@
 """Training-loop support of ``mmdet_sparse``: CPU mixed precision and
 distribution, and loading Runner checkpoints under ``weights_only``."""
 from .checkpoint import allow_runner_checkpoints, runner_checkpoint_globals
+from .data_check import DataCheckHook, check_classes
 from .hooks import RNGStateHook
 from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
                           setup_cpu_distributed)
@@ -8,5 +9,5 @@ from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
 __all__ = [
     'allow_runner_checkpoints', 'runner_checkpoint_globals',
     'CPUBFloat16OptimWrapper', 'enable_amp', 'setup_cpu_distributed',
-    'RNGStateHook'
+    'RNGStateHook', 'DataCheckHook', 'check_classes'
 ]

@@ -13,7 +13,8 @@ from mmengine.structures import InstanceData
 
 from mmdet_sparse.apis import (COCO_CATEGORY_IDS, InferenceInputError,
                                coco_category_ids, collect_inputs,
-                               det_sample_to_coco, read_image, run_inference)
+                               det_sample_to_coco, incomplete_video_message,
+                               read_image, run_inference)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -212,3 +213,59 @@ def test_infer_cli_missing_input(tmp_path):
     missing = str(tmp_path / 'nothing_here')
     with pytest.raises(FileNotFoundError, match='nothing_here'):
         cli.main(['cfg.py', 'ckpt.pth', missing])
+
+
+def _write_video(path, frames=20, cut=0.5):
+    """An MJPG AVI of ``frames`` noise frames, then cut to ``cut`` of its
+    bytes (its header still declares all frames)."""
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (32, 24))
+    if not writer.isOpened():
+        pytest.skip('OpenCV cannot write MJPG AVI here')
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * cut)])
+
+
+def test_video_cut_short_is_reported(tmp_path):
+    whole = tmp_path / 'whole.avi'
+    _write_video(whole, cut=1.0)
+    out = run_inference(_StubInferencer(), collect_inputs(str(whole)),
+                        str(tmp_path / 'out_whole'))
+    assert (out['num_frames'], out['incomplete']) == (20, None)
+
+    video = tmp_path / 'cut.avi'
+    _write_video(video)
+    inferencer = _StubInferencer()
+    out = run_inference(inferencer, collect_inputs(str(video)),
+                        str(tmp_path / 'out'))
+    read = len(inferencer.images)
+    assert 0 < read < 20 and out['num_frames'] == read
+    assert out['incomplete'] == incomplete_video_message(str(video), read, 20)
+    assert f'{video} is incomplete: read {read} of the 20 frames' in \
+        out['incomplete']
+    records = json.load(open(out['results_file']))  # kept, as far as read
+    assert sorted({r['image_id'] for r in records}) == list(range(read))
+
+
+def test_infer_cli_fails_on_a_video_cut_short(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'infer_cli', osp.join(REPO, 'tools', 'infer.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.build_inferencer = lambda *args: _StubInferencer()
+    video = tmp_path / 'cut.avi'
+    _write_video(video)
+    out_dir = tmp_path / 'out'
+    with pytest.raises(SystemExit) as exc:
+        cli.main(['cfg.py', 'ckpt.pth', str(video), '--out-dir',
+                  str(out_dir), '--device', 'cpu'])
+    assert exc.value.code == cli.EXIT_INCOMPLETE == 3
+    captured = capsys.readouterr()
+    assert f'WARNING: Video {video} is incomplete: read ' in captured.err
+    assert 'of the 20 frames' in captured.err
+    assert 'frame(s) of the video' in captured.out
+    assert (out_dir / 'results.json').is_file()

@@ -1,4 +1,6 @@
 # COCO 2017 detection, single scale (shorter side 800, longer <= 1333).
+# In the mmdet_sparse scope this is MMDetection's CocoDataset plus a report
+# of what it drops and errors for unusable data (mmdet_sparse/datasets).
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
