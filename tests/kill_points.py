@@ -3,10 +3,10 @@ checkpoint saving.
 
 Imported through a config's ``custom_imports``. With the environment
 variable ``CKPT_KILL_AT='<kind>:<n>'`` the process kills itself with
-SIGKILL (no Python clean-up runs) right before the ``n``-th operation of
-that kind on a file in the work dir, after appending the point to the file
-``CKPT_KILL_LOG``. Checkpoint bytes go to disk in four chunks, so a kill
-can leave a partly written file. Kinds:
+SIGKILL (no Python clean-up runs) right before its ``n``-th file operation
+of that kind, after appending the point to the file ``CKPT_KILL_LOG``.
+Checkpoint bytes go to disk in four chunks, so a kill can leave a partly
+written file. Kinds:
 
 * ``write0`` .. ``write3``: before chunk 0-3 of a ``.pth`` file
   (``write0`` leaves an empty file);

@@ -101,6 +101,10 @@ class AtomicCheckpointHook(CheckpointHook):
     (``backend_args``) the hook warns and behaves like mmengine's.
     """
 
+    # Set in before_train; until then (e.g. a validation-only run) the
+    # hook behaves like mmengine's.
+    _atomic = False
+
     def before_train(self, runner) -> None:
         super().before_train(runner)
         self._atomic = isinstance(

@@ -14,7 +14,6 @@ from unittest import TestCase, mock
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
-from mmengine.registry import init_default_scope
 from tool_runs import TESTS, iteration_run, loss_records, losses, run_tool
 from toy_runner import toy_runner
 
@@ -64,7 +63,6 @@ class TestAtomicCheckpointHook(TestCase):
         return mock.patch('os.remove', watched)
 
     def test_every_config_uses_it(self):
-        init_default_scope('mmdet_sparse')
         for path in sorted(glob.glob(osp.join(CONFIG_DIR, '*.py'))):
             cfg = Config.fromfile(path)
             hook = cfg.default_hooks.checkpoint
@@ -88,16 +86,28 @@ class TestAtomicCheckpointHook(TestCase):
         runner = toy_runner(
             self.work_dir,
             checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=1))
-        written = []
-        put = LocalBackend.put
+        written, renamed = [], []
+        put, replace = LocalBackend.put, os.replace
 
         def record_put(backend, obj, filepath):
             written.append(osp.basename(str(filepath)))
             return put(backend, obj, filepath)
 
+        def checked_replace(src, dst):
+            replace(src, dst)
+            renamed.append(osp.basename(dst))
+            # After every rename last_checkpoint names a complete file.
+            last = _last(self.work_dir)
+            if last is not None:
+                self.assertIn('state_dict', _load(last))
+
         with self._watch_removals(check), \
-                mock.patch.object(LocalBackend, 'put', record_put):
+                mock.patch.object(LocalBackend, 'put', record_put), \
+                mock.patch('os.replace', checked_replace):
             runner.train()
+        self.assertEqual(renamed[:4], ['iter_1.pth', 'last_checkpoint',
+                                       'iter_2.pth', 'last_checkpoint'])
+        self.assertEqual(len(renamed), 20)
         self.assertEqual(removed, [f'iter_{i}.pth' for i in range(1, 10)])
         # Never written in place: every write went to a temporary name.
         self.assertEqual(written,

@@ -8,7 +8,6 @@ from unittest import TestCase
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from tool_runs import iteration_run, loss_records, losses, run_tool
 from tool_runs import train_command
 from toy_runner import ToyPoints, toy_runner
@@ -53,7 +52,6 @@ class TestResumableEpochBasedTrainLoop(TestCase):
                             msg=key)
 
     def test_every_config_uses_it(self):
-        init_default_scope('mmdet_sparse')
         for path in sorted(glob.glob(osp.join(CONFIG_DIR, '*.py'))):
             cfg = Config.fromfile(path)
             self.assertIs(LOOPS.get(cfg.train_cfg.type),
