@@ -148,17 +148,18 @@ model = dict(
 @functools.lru_cache(maxsize=None)
 def iteration_run() -> Tuple[str, str]:
     """``(config, work_dir)`` of an uninterrupted tiny run of the thin model:
-    3 epochs of 4 iterations (batches of 2, random flips), a checkpoint
-    after every iteration, all kept. Trained once per test process: the
-    reference of the kill and mid-epoch resume tests."""
+    2 epochs of 4 iterations (batches of 2, random flips), a checkpoint
+    after every iteration, all kept, no validation. Trained once per test
+    process: the reference of the kill and mid-epoch resume tests."""
     tmp = tempfile.TemporaryDirectory()
     _KEEP.append(tmp)
     tiny = write_config(osp.join(tmp.name, 'tiny.py'), shapes_data(),
-                        batch=2, epochs=3,
+                        batch=2, epochs=2,
                         checkpoint=', by_epoch=False, max_keep_ckpts=-1')
     config = osp.join(tmp.name, 'iteration.py')
     with open(config, 'w') as f:
-        f.write(f"_base_ = '{tiny}'\n{THIN_MODEL}")
+        f.write(f"_base_ = '{tiny}'\n{THIN_MODEL}"
+                'train_cfg = dict(val_begin=100)\n')
     work_dir = osp.join(tmp.name, 'reference')
     run_tool(train_command(config, work_dir))
     return config, work_dir
