@@ -1,8 +1,9 @@
 # Sparse R-CNN 1x: 12 epochs, AdamW 2.5e-5 (batch 16), wd 1e-4, grad clip 1,
 # linear warm-up over 500 iterations, lr x0.1 at epochs 8 and 11.
 max_epochs = 12
+# EpochBasedTrainLoop that resumes an iteration checkpoint at the next batch.
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
