@@ -2,7 +2,6 @@
 ``num_classes`` stops before its first iteration, saying what to set."""
 import copy
 import glob
-import importlib.util
 import json
 import os.path as osp
 import tempfile
@@ -10,6 +9,7 @@ from types import SimpleNamespace
 from unittest import TestCase
 
 import torch.nn as nn
+import tool_runs
 from helpers import CONFIG_DIR, REPO
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -98,14 +98,9 @@ class TestDataCheckHook(TestCase):
     def test_every_config_gets_the_hook(self):
         configs = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
         self.assertGreater(len(configs), 5)
-        spec = importlib.util.spec_from_file_location(
-            'e2e', osp.join(REPO, 'tests', 'test_tools',
-                            'test_end_to_end.py'))
-        e2e = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(e2e)
-        e2e_cfg = Config.fromstring(
-            e2e.CONFIG.format(repo=REPO, data='data', flip=0.5, batch=2,
-                              epochs=1), '.py')
+        with tempfile.TemporaryDirectory() as tmp:
+            e2e_cfg = Config.fromfile(tool_runs.write_config(
+                osp.join(tmp, 'tiny.py'), data='data', batch=2, epochs=1))
         for name, cfg in [(c, Config.fromfile(c)) for c in configs] + [
                 ('test_end_to_end CONFIG', e2e_cfg)]:
             self.assertEqual(cfg.default_hooks.data_check.type,
