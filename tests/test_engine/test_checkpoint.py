@@ -76,7 +76,11 @@ def _make_config(tmp: str, data: str, epochs: int) -> Config:
     path = osp.join(tmp, f'ckpt_test_{epochs}.py')
     with open(path, 'w') as f:
         f.write(CONFIG.format(repo=REPO, data=data, epochs=epochs))
-    return Config.fromfile(path)
+    cfg = Config.fromfile(path)
+    # mmengine keeps one visualizer per name for the whole process: a name
+    # of its own keeps this Runner's out of other tests' (deleted) folders.
+    cfg.visualizer.name = f'{osp.basename(tmp)}_{epochs}'
+    return cfg
 
 
 def _same(a, b, where='checkpoint') -> None:
