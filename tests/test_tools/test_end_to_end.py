@@ -2,73 +2,18 @@
 command-line tools, on a tiny copy of the bundled shapes data (CPU)."""
 import glob
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
 import tempfile
 from unittest import TestCase
 
 import torch
-from helpers import REPO
 from mmengine.config import Config
 from mmengine.hooks import EMAHook
 
 from mmdet_sparse.apis import train_then_test
 from mmdet_sparse.datasets import ensure_shapes_dataset
-
-TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-CONFIG = """
-_base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
-custom_imports = dict(imports=['mmdet_sparse', 'e2e_hooks'],
-                      allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='FirstLossDumpHook')]
-data_root = '{data}/'
-model = dict(backbone=dict(norm_eval=True))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='RandomFlip', prob={flip}),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size={batch}, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs={epochs}, val_interval=100)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=1, save_best=None))
-log_processor = dict(window_size=1)
-randomness = dict(seed=0)
-"""
-
-
-def _run(args, env=None, timeout=600):
-    env = dict(os.environ, **(env or {}))
-    env['PYTHONPATH'] = os.pathsep.join(
-        [REPO, TESTS, env.get('PYTHONPATH', '')])
-    proc = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=timeout)
-    if proc.returncode:
-        raise AssertionError(f'{" ".join(args)} failed:\n'
-                             f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
+from tiny_runs import run_tool, write_tiny_config
 
 
 def _losses(work_dir):
@@ -97,15 +42,12 @@ class TestEndToEnd(TestCase):
         cls.tmp.cleanup()
 
     def _config(self, name, flip=0.5, batch=4, epochs=4):
-        path = osp.join(self.tmp.name, f'{name}.py')
-        with open(path, 'w') as f:
-            f.write(CONFIG.format(repo=REPO, data=self.data, flip=flip,
-                                  batch=batch, epochs=epochs))
-        return path
+        return write_tiny_config(self.tmp.name, self.data, name, flip,
+                                 batch, epochs)
 
     def _train(self, config, work_dir, *extra):
-        return _run([sys.executable, 'tools/train.py', config, '--work-dir',
-                     work_dir, *extra])
+        return run_tool([sys.executable, 'tools/train.py', config,
+                         '--work-dir', work_dir, *extra])
 
     def test_resume_continues_the_same_run(self):
         full = osp.join(self.tmp.name, 'full')
@@ -125,9 +67,9 @@ class TestEndToEnd(TestCase):
         # Inference with the trained checkpoint on the val images.
         out = osp.join(self.tmp.name, 'infer')
         ckpt = osp.join(full, 'epoch_4.pth')
-        _run([sys.executable, 'tools/infer.py', self._config('full'), ckpt,
-              osp.join(self.data, 'val'), '--out-dir', out, '--device',
-              'cpu'])
+        run_tool([sys.executable, 'tools/infer.py', self._config('full'),
+                  ckpt, osp.join(self.data, 'val'), '--out-dir', out,
+                  '--device', 'cpu'])
         with open(osp.join(out, 'results.json')) as f:
             records = json.load(f)
         self.assertEqual(len({r['file_name'] for r in records}), 4)
@@ -141,11 +83,11 @@ class TestEndToEnd(TestCase):
         one = osp.join(self.tmp.name, 'one')
         self._train(self._config('one', flip=0.0, batch=4, epochs=1), one)
         two = osp.join(self.tmp.name, 'two')
-        _run(['bash', 'tools/dist_train.sh',
-              self._config('two', flip=0.0, batch=2, epochs=1), '2',
-              '--work-dir', two, '--cfg-options',
-              'env_cfg.dist_cfg.backend=gloo'],
-             env=dict(PYTHON=sys.executable, PORT='29611'))
+        run_tool(['bash', 'tools/dist_train.sh',
+                  self._config('two', flip=0.0, batch=2, epochs=1), '2',
+                  '--work-dir', two, '--cfg-options',
+                  'env_cfg.dist_cfg.backend=gloo'],
+                 env=dict(PYTHON=sys.executable, PORT='29611'))
         with open(osp.join(one, 'first_loss_rank0.json')) as f:
             ref = json.load(f)
         ranks = []
