@@ -457,7 +457,7 @@ def label_points(fig, ax, xs: Sequence[float], ys: Sequence[float],
     frame = ax.get_window_extent(renderer)
     boxes = place_labels([tuple(p) for p in points], sizes,
                          bounds=(frame.x0, frame.y0, frame.x1, frame.y1),
-                         marker_radius=5.0)
+                         marker_radius=7.0)
     artists = []
     for (px, py), box, label, x, y in zip(points, boxes, labels, xs, ys):
         near = (box[0] - 12 <= px <= box[2] + 12
@@ -481,7 +481,8 @@ def plot(results: Sequence[dict], path: str, dpi: int = 120) -> dict:
     (Pareto front marked), one labelled point per config.
 
     Returns:
-        dict: Per panel title, the label annotations (for checks).
+        dict: Per panel title, ``(label, extent)`` of each label as drawn
+        (extent: a display-space ``Bbox``), for checks.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -519,7 +520,7 @@ def plot(results: Sequence[dict], path: str, dpi: int = 120) -> dict:
                    'AP published for another setting (*)')
     if front:
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front],
-                color='C3', linewidth=1.2, marker='o', markersize=9,
+                color='C3', linewidth=1.2, marker='o', markersize=10,
                 markerfacecolor='none', label='Pareto front', zorder=1)
     if not pts:
         ax.text(0.5, 0.5, 'no config with a published AP', ha='center',
@@ -540,8 +541,11 @@ def plot(results: Sequence[dict], path: str, dpi: int = 120) -> dict:
             fig, ax, [p[0] for p in pts], [p[1] for p in pts],
             [p[2] for p in pts])
     fig.savefig(path, dpi=dpi)
+    renderer = fig.canvas.get_renderer()
+    drawn = {title: [(t.get_text(), t.get_window_extent(renderer))
+                     for t in texts] for title, texts in artists.items()}
     plt.close(fig)
-    return artists
+    return drawn
 
 
 def write_report(results: Sequence[dict], meta: dict, out_dir: str) -> str:

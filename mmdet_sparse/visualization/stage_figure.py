@@ -126,7 +126,8 @@ def stage_figure(trace: StageTrace,
     fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     panel_h = (height - TITLE_PX) / height
     num_panels = len(stages) + 1
-    axes = [fig.add_axes((i / num_panels, 0, 1 / num_panels, panel_h))
+    gap = min(4, panel_px // 16) / width  # white space between panels
+    axes = [fig.add_axes((i / num_panels, 0, 1 / num_panels - gap, panel_h))
             for i in range(num_panels)]
     fontsize = max(6.0, min(10.0, panel_px / 30))
     drawn: Dict[str, np.ndarray] = {

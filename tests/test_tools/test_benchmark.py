@@ -79,7 +79,8 @@ def test_latency_and_memory(measured):
 
 
 def test_timed_parts_are_the_prediction(tool):
-    model, _ = tool.build_model(CONFIG)
+    model, _ = tool.build_model(
+        osp.join(REPO, 'configs', 'sparse_rcnn_r18_fpn_shapes_demo.py'))
     inputs, samples = tool.make_inputs((64, 96))
     with torch.no_grad():
         ref = model.predict(inputs, copy.deepcopy(samples))[0].pred_instances
@@ -143,19 +144,17 @@ def test_chart_labels_do_not_overlap(tool, tmp_path):
                      500.0 + 3 * i) for i, name in enumerate(names)]
     results.append(_fake(tool, 'sparse_rcnn_timm_resnet50_fpn_3x_coco',
                          106_300_000, 127.0, 501.0))
-    artists = tool.plot(results, str(tmp_path / 'chart.png'))
-    assert set(artists) == {'latency vs params (M)', 'latency vs GFLOPs',
-                            'accuracy vs latency'}
-    assert len(artists['accuracy vs latency']) == 8  # configs with an AP
-    assert len(artists['latency vs GFLOPs']) == 9
-    for texts in artists.values():
-        fig = texts[0].figure
-        renderer = fig.canvas.get_renderer()
-        boxes = [t.get_window_extent(renderer) for t in texts]
-        for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
-                assert not a.overlaps(b), (a, b)
-    labels = [t.get_text() for t in artists['accuracy vs latency']]
+    drawn = tool.plot(results, str(tmp_path / 'chart.png'))
+    assert set(drawn) == {'latency vs params (M)', 'latency vs GFLOPs',
+                          'accuracy vs latency'}
+    assert len(drawn['accuracy vs latency']) == 8  # configs with an AP
+    assert len(drawn['latency vs GFLOPs']) == 9
+    for labels in drawn.values():
+        # the labels as rendered, not as planned, are pairwise disjoint
+        for i, (text_a, a) in enumerate(labels):
+            for text_b, b in labels[i + 1:]:
+                assert not a.overlaps(b), (text_a, text_b)
+    labels = [text for text, _ in drawn['accuracy vs latency']]
     assert 'pvtv2_b2_fpn_3x_coco*' in labels
     assert 'r50_fpn_3x_coco' in labels
 
