@@ -328,6 +328,16 @@ def measure(config: str,
     return result
 
 
+def refresh_published_ap(result: dict) -> dict:
+    """``result`` with ``published_ap`` set from :data:`PUBLISHED_AP`
+    (removed when the config has none)."""
+    result = dict(result)
+    result.pop('published_ap', None)
+    if result.get('config') in PUBLISHED_AP:
+        result['published_ap'] = dict(PUBLISHED_AP[result['config']])
+    return result
+
+
 def run_child(config: str, args: argparse.Namespace) -> dict:
     """:func:`measure` in a fresh Python process; ``{'error': ...}`` if it
     fails."""
@@ -457,7 +467,7 @@ def label_points(fig, ax, xs: Sequence[float], ys: Sequence[float],
     frame = ax.get_window_extent(renderer)
     boxes = place_labels([tuple(p) for p in points], sizes,
                          bounds=(frame.x0, frame.y0, frame.x1, frame.y1),
-                         marker_radius=7.0)
+                         marker_radius=9.0)
     artists = []
     for (px, py), box, label, x, y in zip(points, boxes, labels, xs, ys):
         near = (box[0] - 12 <= px <= box[2] + 12
@@ -520,7 +530,7 @@ def plot(results: Sequence[dict], path: str, dpi: int = 120) -> dict:
                    'AP published for another setting (*)')
     if front:
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front],
-                color='C3', linewidth=1.2, marker='o', markersize=10,
+                color='C3', linewidth=1.2, marker='o', markersize=9,
                 markerfacecolor='none', label='Pareto front', zorder=1)
     if not pts:
         ax.text(0.5, 0.5, 'no config with a published AP', ha='center',
@@ -567,7 +577,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Compare Sparse R-CNN configs: params, FLOPs, latency, '
         'peak memory')
-    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument('configs', nargs='*', help='config files')
+    parser.add_argument('--from-json', metavar='JSON', default=None,
+                        help='measure nothing: redraw benchmark.md/.png '
+                        'into --out-dir from a benchmark.json written '
+                        'before (published APs refreshed)')
     parser.add_argument('--img-size', type=int, nargs=2, default=[800, 1216],
                         metavar=('H', 'W'),
                         help='input size, multiples of 32 (default 800 1216)')
@@ -587,6 +601,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Entry point; returns 1 if a config failed."""
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        results = [refresh_published_ap(r) for r in saved['results']]
+        print(write_report(results, saved['meta'], args.out_dir))
+        return int(any('error' in r for r in results))
+    if not args.configs:
+        raise SystemExit('benchmark.py: give config files (or --from-json)')
     if args.child:
         result = measure(args.configs[0], args.img_size, args.warmup,
                          args.repeats, args.device, args.threads,

@@ -190,3 +190,9 @@ def test_report_files(tool, tmp_path):
          'sparse_rcnn_r50_fpn_3x_coco', 'model_c']
     png = (tmp_path / 'benchmark.png').read_bytes()
     assert png.startswith(b'\x89PNG')
+    # redrawn from the JSON without measuring: the same report
+    again = tmp_path / 'again'
+    assert tool.main(['--from-json', str(tmp_path / 'benchmark.json'),
+                      '--out-dir', str(again)]) == 1  # model_c failed
+    assert (again / 'benchmark.md').read_text() == md
+    assert (again / 'benchmark.png').read_bytes().startswith(b'\x89PNG')
