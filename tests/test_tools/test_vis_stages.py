@@ -50,6 +50,9 @@ class TestVisStages(TestCase):
         cls.config = write_tiny_config(root, cls.data, 'tiny', epochs=1)
         cfg = Config.fromfile(cls.config)
         cfg.work_dir = osp.join(root, 'work')
+        # A visualizer of its own: an instance named like the config's may
+        # be left by another in-process run, logging to a removed folder.
+        cfg.visualizer.name = f'test_vis_stages_{id(cls)}'
         Runner.from_cfg(cfg).train()  # one iteration of 4 images
         cls.ckpt = osp.join(cfg.work_dir, 'epoch_1.pth')
         cls.val = osp.join(cls.data, 'val')
