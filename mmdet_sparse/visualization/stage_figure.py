@@ -218,6 +218,12 @@ def _unit_square():
                      edgecolor='0.3', linewidth=1.0, linestyle='--')
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig, path: str, dpi: Optional[int] = None) -> str:
     """Write ``fig`` as a PNG to ``path`` through a temporary file in the
     same folder (a file already at ``path`` is replaced only on success),
@@ -228,6 +234,7 @@ def save_figure(fig, path: str, dpi: Optional[int] = None) -> str:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi or fig.dpi, format='png')
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

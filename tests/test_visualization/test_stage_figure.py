@@ -81,6 +81,9 @@ class TestStageFigure(TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = save_figure(fig, os.path.join(tmp, 'f.png'))
             self.assertEqual(os.listdir(tmp), ['f.png'])  # no temporary left
+            mask = os.umask(0)
+            os.umask(mask)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o666 & ~mask)
             with Image.open(path) as img:
                 self.assertEqual(img.size, (3 * 120, 80 + TITLE_PX))
         with self.assertRaisesRegex(ValueError, r'--stages.*\[4\].*3 stages'):
