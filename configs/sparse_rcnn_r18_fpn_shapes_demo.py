@@ -1,7 +1,8 @@
 # CPU demo: Sparse R-CNN scaled down to train from scratch in minutes on the
 # bundled synthetic shapes data (tools/make_demo_data.py generates it):
 # half-width ResNet-18, FPN P3-P5 with 128 channels, 3 stages, 40 proposals
-# starting on a grid, 256 px images, 12 epochs, EMA weights for evaluation.
+# starting on a grid, 256 px images, 12 epochs at a constant lr, EMA weights
+# for evaluation.
 # Also the template for training on your own COCO-format data: change
 # `classes`, `data_root`, the annotation files and `num_classes`.
 _base_ = './sparse_rcnn_r50_fpn_1x_coco.py'
@@ -87,15 +88,11 @@ test_evaluator = val_evaluator
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+# Warm-up, then a constant lr: at 12 epochs the model is far from converged,
+# and a x0.1 drop after epoch 10 ended lower (seed 0: mAP 0.295) than the
+# same 12 epochs at the full lr (0.309, measured in a 24-epoch run).
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[10],
-        gamma=0.1)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100)
 ]
 # From scratch at batch 4: 2e-4 (1e-4 and 4e-4 learn slower in the first
 # epochs). The fused kernel updates all parameters in one pass.

@@ -12,7 +12,7 @@ model is built with random weights (pretrained checkpoints are never read)
 and measured in eval mode under ``torch.no_grad()`` on a random, already
 normalised ``(1, 3, H, W)`` input: data loading and preprocessing are
 excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
-``benchmark.png`` (latency vs parameters and vs GFLOPs).
+``benchmark.png`` (latency vs parameters, vs GFLOPs; COCO AP vs latency).
 
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode``, which counts 2 FLOPs
   per multiply-add of matrix products (``mm``/``addmm``/``bmm``/
@@ -23,9 +23,17 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   (mmcv/torchvision custom ops), normalisation and element-wise ops are
   not. Heads FLOPs = total - ``extract_feat`` FLOPs.
 * Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
-  (``torch.cuda.synchronize()`` before each clock read on CUDA).
-  Backbone+neck is ``model.extract_feat``; heads are the RPN (learned
-  proposals) and RoI heads run on precomputed features.
+  (``torch.cuda.synchronize()`` before each clock read on CUDA). Each run
+  is one prediction (what ``model.predict`` runs) with a clock read between
+  its parts: backbone+neck (``model.extract_feat``) and heads (RPN, i.e. the
+  learned proposals, and RoI heads). A run's total is the sum of its parts,
+  so no median part exceeds the median total.
+* Accuracy: the published COCO val2017 box AP of a config, where one exists
+  (:data:`PUBLISHED_AP`, each with its source); ``benchmark.png`` plots it
+  against latency and marks the Pareto front (no other config is both
+  faster and more accurate). An AP published for a different setting than
+  the config's (backbone variant, proposals) is drawn hollow, marked ``*``,
+  and left out of the front.
 * Peak memory: on CUDA ``torch.cuda.max_memory_allocated()`` during the timed
   runs (weights included); on the CPU the growth of the process peak RSS
   during the timed runs over the RSS before them, after the allocator's
@@ -61,6 +69,42 @@ MEM_NOTES = {
             'runs (weights included).',
     'cpu': 'peak mem: growth of the process peak RSS during the timed runs '
            '(activations/workspaces; weights excluded).',
+}
+
+
+_MMDET_ZOO = ('MMDetection 3.3.0 model zoo (configs/sparse_rcnn/README.md '
+              'and metafile.yml)')
+# Published COCO val2017 box AP of Sparse R-CNN per config of this package.
+# ``same_setting``: the published run used this config's backbone and
+# number of proposals.
+PUBLISHED_AP: Dict[str, dict] = {
+    'sparse_rcnn_r50_fpn_1x_coco': dict(
+        ap=37.9, source=_MMDET_ZOO, same_setting=True),
+    'sparse_rcnn_r50_fpn_3x_coco': dict(
+        ap=42.8, source=_MMDET_ZOO, same_setting=True),
+    'sparse_rcnn_r50_fpn_300pro_crop_3x_coco': dict(
+        ap=45.0, source=_MMDET_ZOO, same_setting=True),
+    'sparse_rcnn_r101_fpn_3x_coco': dict(
+        ap=44.2, source=_MMDET_ZOO, same_setting=True),
+    'sparse_rcnn_r101_fpn_300pro_crop_3x_coco': dict(
+        ap=46.2, source=_MMDET_ZOO, same_setting=True),
+    'sparse_rcnn_swin_t_fpn_3x_coco': dict(
+        ap=47.9, same_setting=False,
+        source='Swin Transformer paper (Liu et al., ICCV 2021, '
+        'arXiv:2103.14030), Table 2(a), Sparse R-CNN with Swin-T, 3x',
+        note='its Sparse R-CNN R-50 baseline reads 44.5, the 300-proposal '
+        'level; this config has 100 proposals'),
+    'sparse_rcnn_pvtv2_b2_fpn_3x_coco': dict(
+        ap=45.7, same_setting=False,
+        source='Sparse R-CNN authors\' README (github.com/PeizeSun/'
+        'SparseR-CNN), PVTSmall_300pro_3x',
+        note='PVT-Small (v1) with 300 proposals; this config is PVTv2-b2 '
+        'with 100 (the same README lists PVTv2-b2, 300 proposals + crop, '
+        'at 50.1)'),
+    'sparse_rcnn_deit_adapter_small_fpn_3x_coco': dict(
+        ap=48.1, same_setting=True,
+        source='ViT-Adapter paper (Chen et al., ICLR 2023, '
+        'arXiv:2205.08534), Sparse R-CNN 3x+MS with ViT-Adapter-S'),
 }
 
 
@@ -157,16 +201,41 @@ def count_flops(fn: Callable[[], object]) -> Tuple[int, Dict[str, int]]:
         str(op).split('.')[-1]: int(n) for op, n in by_op.items()}
 
 
-def time_runs(fn: Callable[[], object], repeats: int,
-              sync: Callable[[], None]) -> List[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn``."""
-    times = []
+def predict_in_parts(model, inputs, samples,
+                     sync: Callable[[], None] = lambda: None
+                     ) -> Tuple[float, float, list]:
+    """``model.predict(inputs, samples)`` as its two parts, each timed.
+
+    Runs what ``TwoStageDetector.predict`` runs: ``extract_feat``, the RPN
+    and RoI heads (:func:`run_heads`), ``add_pred_to_datasample``.
+
+    Returns:
+        tuple: seconds of backbone+neck, seconds of the heads (with the
+        attaching of the predictions), and the predicted samples.
+    """
+    sync()
+    start = time.perf_counter()
+    feats = model.extract_feat(inputs)
+    sync()
+    mid = time.perf_counter()
+    results = run_heads(model, feats, samples)
+    samples = model.add_pred_to_datasample(samples, results)
+    sync()
+    return mid - start, time.perf_counter() - mid, samples
+
+
+def time_parts(model, inputs, samples, repeats: int,
+               sync: Callable[[], None]) -> Dict[str, List[float]]:
+    """Seconds of ``repeats`` predictions, each split into backbone+neck and
+    heads within the same run, so that the parts add up to the total of
+    that run (``total``, ``backbone_neck``, ``heads``: one entry per run)."""
+    times: Dict[str, List[float]] = dict(total=[], backbone_neck=[],
+                                         heads=[])
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+        feat, heads, _ = predict_in_parts(model, inputs, samples, sync)
+        times['backbone_neck'].append(feat)
+        times['heads'].append(heads)
+        times['total'].append(feat + heads)
     return times
 
 
@@ -224,22 +293,18 @@ def measure(config: str,
             return model.predict(inputs, samples)
 
         for _ in range(max(warmup, 0)):
-            full()
+            predict_in_parts(model, inputs, samples, sync)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         else:
             rss_before = _reset_peak_rss()
-        total = time_runs(full, repeats, sync)
+        times = time_parts(model, inputs, samples, repeats, sync)
         if cuda:
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
             peak = max(_peak_rss_mib() - rss_before, 0.0)
-        feat_times = time_runs(lambda: model.extract_feat(inputs), repeats,
-                               sync)
-        feats = model.extract_feat(inputs)
-        head_times = time_runs(lambda: run_heads(model, feats, samples),
-                               repeats, sync)
         if flops:
+            feats = model.extract_feat(inputs)
             flops_total, _ = count_flops(full)
             flops_feat, _ = count_flops(lambda: model.extract_feat(inputs))
             _, heads_by_op = count_flops(
@@ -247,13 +312,29 @@ def measure(config: str,
             result['flops'] = dict(total=flops_total, backbone_neck=flops_feat,
                                    heads=flops_total - flops_feat,
                                    heads_by_op=heads_by_op)
-    median = statistics.median(total)
+    median = statistics.median(times['total'])
     result.update(
         latency=dict(total=median,
-                     backbone_neck=statistics.median(feat_times),
-                     heads=statistics.median(head_times), runs=total),
+                     backbone_neck=statistics.median(times['backbone_neck']),
+                     heads=statistics.median(times['heads']),
+                     runs=times['total'],
+                     runs_backbone_neck=times['backbone_neck'],
+                     runs_heads=times['heads']),
         fps=1.0 / median, peak_mem_mib=peak,
         peak_mem_kind='cuda_max_allocated' if cuda else 'cpu_rss_growth')
+    ap = PUBLISHED_AP.get(result['config'])
+    if ap is not None:
+        result['published_ap'] = dict(ap)
+    return result
+
+
+def refresh_published_ap(result: dict) -> dict:
+    """``result`` with ``published_ap`` set from :data:`PUBLISHED_AP`
+    (removed when the config has none)."""
+    result = dict(result)
+    result.pop('published_ap', None)
+    if result.get('config') in PUBLISHED_AP:
+        result['published_ap'] = dict(PUBLISHED_AP[result['config']])
     return result
 
 
@@ -296,15 +377,16 @@ def format_table(results: Sequence[dict], meta: dict) -> str:
              f"{meta['repeats']} runs",
              '',
              '| config | backbone | proposals | params (M) | GFLOPs | '
-             'backbone+neck ms | heads ms | total ms | FPS | peak mem (MiB) |',
-             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+             'backbone+neck ms | heads ms | total ms | FPS | peak mem (MiB) | '
+             'COCO AP (published) |',
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     rows = ['', '| config | params backbone / neck / heads (M) | '
             'GFLOPs backbone+neck / heads |', '|---|---|---|']
     for r in results:
         if 'error' in r:
             error = r['error'].replace('|', '/')[:200]
             lines.append(f"| {r['config']} | error: {error} |"
-                         + ' |' * 8)
+                         + ' |' * 9)
             continue
         p, lat, f = r['params'], r['latency'], r.get('flops')
         gflops = f and {k: v / 1e9 for k, v in f.items() if k != 'heads_by_op'}
@@ -313,7 +395,7 @@ def format_table(results: Sequence[dict], meta: dict) -> str:
             f"{p['total'] / 1e6:.1f} | {_fmt(gflops and gflops['total'])} | "
             f"{lat['backbone_neck'] * 1e3:.1f} | {lat['heads'] * 1e3:.1f} | "
             f"{lat['total'] * 1e3:.1f} | {r['fps']:.2f} | "
-            f"{r['peak_mem_mib']:.0f} |")
+            f"{r['peak_mem_mib']:.0f} | {_ap_cell(r)} |")
         split = '-' if not gflops else \
             f"{gflops['backbone_neck']:.1f} / {gflops['heads']:.1f}"
         rows.append(f"| {r['config']} | {p['backbone'] / 1e6:.1f} / "
@@ -321,37 +403,159 @@ def format_table(results: Sequence[dict], meta: dict) -> str:
                     f"{split} |")
     notes = ['', f'- {FLOPS_NOTE}',
              f"- {MEM_NOTES['cuda' if 'cuda' in meta['device'] else 'cpu']}",
-             '- heads ms: RPN (learned proposals) + RoI heads on precomputed '
-             'features; total ms: the whole `model.predict`.']
-    return '\n'.join(lines + rows + notes) + '\n'
+             '- backbone+neck ms, heads ms, total ms: medians over the runs; '
+             'each run times `extract_feat`, then the RPN (learned '
+             'proposals) + RoI heads, in one pass of `model.predict`, and '
+             'its total is the sum of its two parts.']
+    sources = []
+    for r in results:
+        ap = r.get('published_ap')
+        if ap:
+            note = f" ({ap['note']})" if ap.get('note') else ''
+            sources.append(
+                f"- {r['config']}: {_ap_cell(r)} — {ap['source']}{note}")
+    if sources:
+        sources = ['', 'Published COCO val2017 box AP (`*`: published for '
+                   'another setting than the config\'s, see the note):',
+                   ''] + sources
+    return '\n'.join(lines + rows + notes + sources) + '\n'
 
 
-def plot(results: Sequence[dict], path: str) -> None:
-    """Latency vs parameters and vs GFLOPs, one labelled point per config."""
+def _ap_cell(result: dict) -> str:
+    """The published AP of a result, ``*`` when for another setting."""
+    ap = result.get('published_ap')
+    if not ap:
+        return '-'
+    return f"{ap['ap']:.1f}" + ('' if ap.get('same_setting', True) else '*')
+
+
+def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
+    """Indices of the points ``(latency, accuracy)`` that no other point
+    beats: none is at least as fast and as accurate and better in one of
+    the two. Sorted by latency."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        dominated = any(
+            lat2 <= lat and acc2 >= acc and (lat2 < lat or acc2 > acc)
+            for j, (lat2, acc2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def label_points(fig, ax, xs: Sequence[float], ys: Sequence[float],
+                 labels: Sequence[str], fontsize: float = 7) -> list:
+    """Annotate data points with labels that overlap neither each other
+    nor the points (:func:`mmdet_sparse.visualization.place_labels` in
+    display pixels; a thin leader line joins a label set further away).
+
+    The axes limits are frozen first, since the placement is in pixels.
+    Returns the annotation artists.
+    """
+    from mmdet_sparse.visualization import place_labels
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    sizes = []
+    for label in labels:
+        probe = ax.text(0, 0, label, fontsize=fontsize)
+        extent = probe.get_window_extent(renderer)
+        sizes.append((extent.width, extent.height))
+        probe.remove()
+    points = ax.transData.transform(list(zip(xs, ys))) if len(xs) else []
+    frame = ax.get_window_extent(renderer)
+    boxes = place_labels([tuple(p) for p in points], sizes,
+                         bounds=(frame.x0, frame.y0, frame.x1, frame.y1),
+                         marker_radius=9.0)
+    artists = []
+    for (px, py), box, label, x, y in zip(points, boxes, labels, xs, ys):
+        near = (box[0] - 12 <= px <= box[2] + 12
+                and box[1] - 12 <= py <= box[3] + 12)
+        artists.append(ax.annotate(
+            label, (x, y), xytext=(box[0] - px, box[1] - py),
+            textcoords='offset pixels', ha='left', va='bottom',
+            fontsize=fontsize, annotation_clip=False,
+            arrowprops=None if near else dict(
+                arrowstyle='-', color='0.6', linewidth=0.6,
+                shrinkA=0, shrinkB=3)))
+    return artists
+
+
+def _short(config: str) -> str:
+    return config.replace('sparse_rcnn_', '')
+
+
+def plot(results: Sequence[dict], path: str, dpi: int = 120) -> dict:
+    """Latency vs parameters, vs GFLOPs, and published COCO AP vs latency
+    (Pareto front marked), one labelled point per config.
+
+    Returns:
+        dict: Per panel title, ``(label, extent)`` of each label as drawn
+        (extent: a display-space ``Bbox``), for checks.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ok = [r for r in results if 'error' not in r]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), dpi=dpi)
     panels = [('params (M)', lambda r: r['params']['total'] / 1e6),
               ('GFLOPs', lambda r: r['flops']['total'] / 1e9
                if r.get('flops') else None)]
+    placed = []
     for ax, (label, get) in zip(axes, panels):
-        for r in ok:
-            x = get(r)
-            if x is None:
-                continue
-            y = r['latency']['total'] * 1e3
-            ax.scatter(x, y)
-            ax.annotate(r['config'].replace('sparse_rcnn_', ''), (x, y),
-                        textcoords='offset points', xytext=(4, 4), fontsize=7)
+        pts = [(get(r), r['latency']['total'] * 1e3, _short(r['config']))
+               for r in ok if get(r) is not None]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
         ax.set_xlabel(label)
         ax.set_ylabel('latency (ms)')
         ax.set_title(f'latency vs {label}')
         ax.grid(alpha=0.3)
+        ax.margins(0.15)
+        placed.append((ax, pts))
+
+    ax = axes[2]
+    with_ap = [r for r in ok if r.get('published_ap')]
+    pts = [(r['latency']['total'] * 1e3, r['published_ap']['ap'],
+            _short(r['config']) + ('' if r['published_ap'].get(
+                'same_setting', True) else '*')) for r in with_ap]
+    same = [r['published_ap'].get('same_setting', True) for r in with_ap]
+    exact = [i for i, s in enumerate(same) if s]
+    front = [exact[i] for i in pareto_front([pts[i][:2] for i in exact])]
+    for filled in (True, False):
+        idx = [i for i, s in enumerate(same) if s == filled]
+        ax.scatter([pts[i][0] for i in idx], [pts[i][1] for i in idx], s=22,
+                   facecolors='C0' if filled else 'none', edgecolors='C0',
+                   label='AP published for this setting' if filled else
+                   'AP published for another setting (*)')
+    if front:
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front],
+                color='C3', linewidth=1.2, marker='o', markersize=9,
+                markerfacecolor='none', label='Pareto front', zorder=1)
+    if not pts:
+        ax.text(0.5, 0.5, 'no config with a published AP', ha='center',
+                transform=ax.transAxes)
+    ax.set_xlabel('latency (ms)')
+    ax.set_ylabel('COCO val2017 box AP (published)')
+    ax.set_title('accuracy vs latency')
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    if pts:  # below the axes, clear of the points and their labels
+        ax.legend(fontsize=7, loc='upper center', ncol=3, frameon=False,
+                  bbox_to_anchor=(0.5, -0.12))
+    placed.append((ax, pts))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    artists = {}
+    for ax, pts in placed:
+        artists[ax.get_title()] = label_points(
+            fig, ax, [p[0] for p in pts], [p[1] for p in pts],
+            [p[2] for p in pts])
+    fig.savefig(path, dpi=dpi)
+    renderer = fig.canvas.get_renderer()
+    drawn = {title: [(t.get_text(), t.get_window_extent(renderer))
+                     for t in texts] for title, texts in artists.items()}
     plt.close(fig)
+    return drawn
 
 
 def write_report(results: Sequence[dict], meta: dict, out_dir: str) -> str:
@@ -373,7 +577,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Compare Sparse R-CNN configs: params, FLOPs, latency, '
         'peak memory')
-    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument('configs', nargs='*', help='config files')
+    parser.add_argument('--from-json', metavar='JSON', default=None,
+                        help='measure nothing: redraw benchmark.md/.png '
+                        'into --out-dir from a benchmark.json written '
+                        'before (published APs refreshed)')
     parser.add_argument('--img-size', type=int, nargs=2, default=[800, 1216],
                         metavar=('H', 'W'),
                         help='input size, multiples of 32 (default 800 1216)')
@@ -393,6 +601,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Entry point; returns 1 if a config failed."""
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        results = [refresh_published_ap(r) for r in saved['results']]
+        print(write_report(results, saved['meta'], args.out_dir))
+        return int(any('error' in r for r in results))
+    if not args.configs:
+        raise SystemExit('benchmark.py: give config files (or --from-json)')
     if args.child:
         result = measure(args.configs[0], args.img_size, args.warmup,
                          args.repeats, args.device, args.threads,

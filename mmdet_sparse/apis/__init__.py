@@ -1,5 +1,6 @@
 """High-level APIs of ``mmdet_sparse``: inference on images and videos,
-training followed by a test of the saved weights."""
+training followed by a test of the saved weights, pictures of the
+stages (the paper's Figure 5)."""
 from mmdet_sparse.engine import (CPUBFloat16OptimWrapper,
                                  allow_runner_checkpoints, enable_amp,
                                  runner_checkpoint_globals,
@@ -11,6 +12,7 @@ from .inference import (COCO_CATEGORY_IDS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                         incomplete_video_message, predict, read_image,
                         run_inference)
 from .train_test import train_then_test
+from .vis_stages import visualize_stages
 
 __all__ = [
     'allow_runner_checkpoints', 'runner_checkpoint_globals',
@@ -19,6 +21,5 @@ __all__ = [
     'InferenceInputError', 'InferenceInputs', 'build_inferencer',
     'coco_category_ids', 'collect_inputs', 'default_device',
     'det_sample_to_coco', 'draw', 'incomplete_video_message', 'predict',
-    'read_image', 'run_inference',
-    'train_then_test'
+    'read_image', 'run_inference', 'train_then_test', 'visualize_stages'
 ]
