@@ -10,7 +10,7 @@ from unittest import TestCase
 
 import torch.nn as nn
 import tool_runs
-from helpers import CONFIG_DIR, REPO
+from helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger

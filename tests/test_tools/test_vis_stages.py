@@ -47,7 +47,8 @@ class TestVisStages(TestCase):
         root = cls.tmp.name
         cls.data = osp.join(root, 'shapes')
         ensure_shapes_dataset(cls.data, num_train=4, num_val=2)
-        cls.config = write_config(osp.join(root, 'tiny.py'), cls.data, epochs=1)
+        cls.config = write_config(
+            osp.join(root, 'tiny.py'), cls.data, epochs=1)
         cfg = Config.fromfile(cls.config)
         cfg.work_dir = osp.join(root, 'work')
         # A visualizer of its own: an instance named like the config's may
