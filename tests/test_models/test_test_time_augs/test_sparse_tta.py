@@ -1,8 +1,11 @@
 """SparseRCNNTTAModel: per-view size filter (in the view's resized image),
 flip undone before merging, merge, clipping and the detection cap."""
+import os.path as osp
 from unittest import TestCase
 
 import torch
+from helpers import CONFIG_DIR
+from mmengine.config import Config
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from torch import nn
@@ -40,6 +43,33 @@ class TestSparseRCNNTTAModel(TestCase):
                                   module=_Detector(), max_per_img=7))
         self.assertIsInstance(model, SparseRCNNTTAModel)
         self.assertEqual(model.max_per_img, 7)
+
+    def test_configs_give_every_view_a_size_range(self):
+        models = {}
+        for name, views, max_per_img in (
+                ('sparse_rcnn_r50_fpn_300pro_crop_3x_coco_tta.py', 26, 300),
+                ('sparse_rcnn_x101_32x4d_dcn_fpn_300pro_crop_3x_coco_tta.py',
+                 26, 300),
+                ('sparse_rcnn_r18_fpn_shapes_demo_tta.py', 12, 40)):
+            cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+            model = self._model(**{k: v for k, v in cfg.tta_model.items()
+                                   if k != 'type'})
+            self.assertEqual(model.max_per_img, max_per_img)
+            models[name] = model
+            resizes, flips, pack = cfg.tta_pipeline[-1].transforms
+            self.assertEqual(len(resizes) * len(flips), views, name)
+            self.assertEqual(sorted(f.prob for f in flips), [0., 1.])
+            self.assertTrue({'scale', 'flip', 'flip_direction'} <=
+                            set(pack[0].meta_keys))
+            for resize in resizes:
+                meta = dict(scale=resize.scale, scale_factor=(1., 1.))
+                model.size_keep(torch.zeros(1, 4), meta)  # has a range
+        # The paper's: 800 keeps all, 400 only sqrt(area) > 96, 1800 < 96.
+        ranges = models['sparse_rcnn_r50_fpn_300pro_crop_3x_coco_tta.py'] \
+            .size_ranges
+        self.assertEqual(ranges[(800, 4000)], (0, 10000))
+        self.assertEqual(ranges[(400, 4000)], (96, 10000))
+        self.assertEqual(ranges[(1800, 4000)], (0, 96))
 
     def test_size_filter_in_the_resized_image(self):
         model = self._model(size_ranges=[
