@@ -5,6 +5,7 @@ to flip views."""
 import importlib.util
 import os.path as osp
 import tempfile
+import uuid
 import warnings
 from unittest import TestCase, mock
 
@@ -41,6 +42,13 @@ randomness = dict(seed=0)
 """
 
 
+def _unique(name: str) -> str:
+    """A visualizer name of its own: mmengine keeps one visualizer per name
+    for the whole process, and a later Runner would otherwise write into
+    this test's (by then deleted) folder."""
+    return f'{__name__}-{name}-{uuid.uuid4().hex}'
+
+
 def _load_test_tool():
     spec = importlib.util.spec_from_file_location(
         'test_tool', osp.join(REPO, 'tools', 'test.py'))
@@ -60,6 +68,7 @@ class TestTestTTA(TestCase):
         cls.tta = cls._config('tta', 'sparse_rcnn_r18_fpn_shapes_demo_tta.py')
         cfg = Config.fromfile(cls.plain)
         cfg.work_dir = osp.join(cls.tmp.name, 'train')
+        cfg.visualizer.name = _unique('train')
         Runner.from_cfg(cfg).train()
         cls.ckpt = osp.join(cfg.work_dir, 'epoch_1.pth')
         cls.tool = _load_test_tool()
@@ -90,7 +99,8 @@ class TestTestTTA(TestCase):
         with mock.patch.object(SparseRCNNTTAModel, 'merge_preds', spy):
             metrics = self.tool.main([
                 config, self.ckpt, '--tta', '--work-dir',
-                osp.join(self.tmp.name, name)
+                osp.join(self.tmp.name, name), '--cfg-options',
+                f'visualizer.name={_unique(name)}'
             ])
         return metrics, merges
 
