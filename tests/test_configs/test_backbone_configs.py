@@ -21,6 +21,8 @@ CONFIGS = [
     'sparse_rcnn_deit_adapter_small_fpn_3x_coco.py',
     'sparse_rcnn_timm_convnext_tiny_fpn_3x_coco.py',
     'sparse_rcnn_timm_resnet50_fpn_3x_coco.py',
+    # (ResNeXt-101 without DCN: built and counted below)
+    'sparse_rcnn_x101_32x4d_dcn_fpn_300pro_crop_3x_coco.py',
 ]
 # ViT-Adapter-S (27,503,888, the published checkpoint's layout) + FPN
 # (2,754,560) + Sparse R-CNN head with 300 proposals (79,490,472): 110M as
@@ -114,3 +116,55 @@ def test_config_builds_and_trains(name):
     loss.backward()
     grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
+
+
+def _resnext_params(depth_blocks=(3, 4, 23, 3), groups=32, base_width=4,
+                    dcn_stages=()) -> int:
+    """Parameter count of a ResNeXt (pytorch style, no deep stem) from its
+    architecture: convs without bias, BN weight + bias, and with modulated
+    DCN a 3x3 offset/mask conv (bias, 3 * 9 outputs) beside each 3x3 conv
+    of the given stages."""
+    total = 3 * 64 * 49 + 2 * 64  # stem conv + BN
+    in_ch = 64
+    for stage, blocks in enumerate(depth_blocks):
+        planes = 64 * 2**stage
+        width = planes * base_width // 64 * groups
+        out_ch = planes * 4
+        for block in range(blocks):
+            total += in_ch * width + 2 * width  # 1x1 reduce
+            total += width * (width // groups) * 9 + 2 * width  # 3x3 grouped
+            if stage in dcn_stages:
+                total += width * 27 * 9 + 27  # offsets and masks
+            total += width * out_ch + 2 * out_ch  # 1x1 expand
+            if block == 0:
+                total += in_ch * out_ch + 2 * out_ch  # downsample
+            in_ch = out_ch
+    return total
+
+
+def test_resnext_backbones_match_the_architecture():
+    register_all_modules()
+    counts = {}
+    for name in ('x101_32x4d', 'x101_32x4d_dcn'):
+        cfg = Config.fromfile(os.path.join(
+            CONFIG_DIR, f'sparse_rcnn_{name}_fpn_300pro_crop_3x_coco.py'))
+        assert cfg.model.rpn_head.num_proposals == 300
+        backbone = cfg.model.backbone
+        assert (backbone.type, backbone.depth, backbone.groups,
+                backbone.base_width) == ('ResNeXt', 101, 32, 4)
+        assert backbone.init_cfg.checkpoint == \
+            'open-mmlab://resnext101_32x4d'
+        model = MODELS.build(dict(backbone, init_cfg=None))
+        counts[name] = sum(p.numel() for p in model.parameters())
+    # DCNv2 replaces the 3x3 convs of stages 2-4, not of stage 1.
+    assert backbone.dcn.type == 'DCNv2'
+    assert type(model.layer1[0].conv2).__name__ == 'Conv2d'
+    for layer in (model.layer2, model.layer3, model.layer4):
+        assert all(type(block.conv2).__name__ == 'ModulatedDeformConv2dPack'
+                   for block in layer)
+    # The formula gives ResNet-50's 23,508,032 for (3, 4, 6, 3), groups 1,
+    # width 64; ResNeXt-101 32x4d plus its 1000-class classifier (2,049,000)
+    # is the published 44.18M.
+    assert _resnext_params((3, 4, 6, 3), 1, 64) == 23_508_032
+    assert counts['x101_32x4d'] == _resnext_params() == 42_128_704
+    assert counts['x101_32x4d_dcn'] == _resnext_params(dcn_stages=(1, 2, 3))
