@@ -10,6 +10,6 @@ from .runtime import (OnnxDetector, OnnxInferencer, Preprocessed,
 __all__ = [
     'DEFAULT_OPSET', 'MAX_OPSET', 'MIN_OPSET', 'ExportError',
     'SparseRCNNGraph', 'build_detector', 'check_opset', 'export_onnx',
-    'preprocess_meta', 'compare_detections', 'OnnxDetector', 'OnnxInferencer', 'Preprocessed',
-    'preprocess', 'read_metadata'
+    'preprocess_meta', 'compare_detections', 'OnnxDetector',
+    'OnnxInferencer', 'Preprocessed', 'preprocess', 'read_metadata'
 ]

@@ -360,11 +360,11 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
             image={2: div * blocks_h, 3: div * blocks_w}, image_size=None)
     with torch.no_grad(), _module_trace(graph) as stack:
         try:
-            program = torch.onnx.export(
-                graph, (image, image_size), dynamo=True,
-                opset_version=opset, input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=dynamic_shapes, verbose=False)
+            # torch.export first (non-strict), so that a failure is
+            # reported once instead of after the exporter's fallbacks
+            exported = torch.export.export(
+                graph, (image, image_size), dynamic_shapes=dynamic_shapes,
+                strict=False)
         except Exception as exc:
             where = stack[-1] if stack else ''
             name = where.replace('detector.', 'model.', 1) if where else \
@@ -375,6 +375,10 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
                 f'{name} ({type(module).__name__}) failed to export to '
                 f'ONNX (opset {opset}): {type(exc).__name__}: '
                 f'{first[:500]}') from exc
+    program = torch.onnx.export(
+        exported, dynamo=True, opset_version=opset,
+        input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+        verbose=False)
     proto = program.model_proto
     domains = {node.domain for node in proto.graph.node} | {
         node.domain for fn in proto.functions for node in fn.node}

@@ -12,11 +12,11 @@ from torch import nn
 from mmdet_sparse.deploy import ExportError, export_onnx, preprocess_meta
 
 
-class _HostCopyNeck(nn.Module):
-    """A neck that leaves the graph (a NumPy round trip)."""
+class _HostCopyBackbone(nn.Module):
+    """A backbone that leaves the graph (a NumPy round trip)."""
 
-    def forward(self, feats):
-        return tuple(torch.from_numpy(f.numpy()) for f in feats)
+    def forward(self, img):
+        return [torch.from_numpy(img.numpy())]
 
 
 def _load_exporter():
@@ -76,22 +76,23 @@ class TestExport:
         assert f'opset {opset} is not supported' in capsys.readouterr().err
 
     def test_compiled_mmcv_module_is_refused_by_name(self, shapes,
-                                                     tmp_path):
-        cfg = copy.deepcopy(shapes['cfg'])
-        cfg.model.backbone.dcn = dict(type='DCNv2', deform_groups=1,
-                                      fallback_on_stride=False)
-        cfg.model.backbone.stage_with_dcn = (False, True, False, False)
+                                                     demo_model, tmp_path):
+        from mmcv.ops import ModulatedDeformConv2dPack
+        model = copy.deepcopy(demo_model)
+        model.backbone.layer2[0].conv2 = ModulatedDeformConv2dPack(
+            64, 64, 3, padding=1, bias=False)
         with pytest.raises(ExportError) as err:
-            export_onnx(cfg, None, str(tmp_path / 'x.onnx'))
+            export_onnx(shapes['cfg'], None, str(tmp_path / 'x.onnx'),
+                        model=model)
         assert 'model.backbone.layer2.0.conv2' in str(err.value)
         assert 'ModulatedDeformConv2dPack' in str(err.value)
 
     def test_failure_inside_a_module_names_it(self, shapes, demo_model,
                                               tmp_path):
         model = copy.deepcopy(demo_model)
-        model.neck = _HostCopyNeck()
-        with pytest.raises(ExportError, match=r'model\.neck \(_HostCopyNeck'
-                           r'\) failed to export'):
+        model.backbone = _HostCopyBackbone()
+        with pytest.raises(ExportError, match=r'model\.backbone '
+                           r'\(_HostCopyBackbone\) failed to export'):
             export_onnx(shapes['cfg'], None, str(tmp_path / 'x.onnx'),
                         img_size=(64, 64), model=model)
 

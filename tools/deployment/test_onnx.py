@@ -73,12 +73,12 @@ def evaluate(cfg, model_path: str, threads=None, log=print) -> dict:
     for index in range(len(dataset)):
         info = dataset.get_data_info(index)
         out = detector(info['img_path'])
+        pred = dict(bboxes=torch.from_numpy(out['bboxes']),
+                    scores=torch.from_numpy(out['scores']),
+                    labels=torch.from_numpy(out['labels']))
         evaluator.process(data_samples=[dict(
             img_id=info['img_id'], ori_shape=out['ori_shape'],
-            pred_instances=dict(
-                bboxes=torch.from_numpy(out['bboxes']),
-                scores=torch.from_numpy(out['scores']),
-                labels=torch.from_numpy(out['labels']))))])
+            pred_instances=pred)])
         if (index + 1) % 50 == 0 or index + 1 == len(dataset):
             log(f'[{index + 1}/{len(dataset)}] '
                 f'{(time.perf_counter() - start) / (index + 1):.3f} s/img')

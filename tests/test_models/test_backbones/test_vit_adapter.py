@@ -179,3 +179,23 @@ def test_pretrained_deit_checkpoint(tmp_path):
     assert set(report['unexpected']) == {
         'foo.bar', 'blocks.0.norm1.weight (shape (5,) vs (64,))'
     }
+
+
+def test_export_path_of_deformable_attention_matches():
+    """The deformable attention's export path (Python-int level shapes)
+    gives mmcv's CPU values."""
+    from unittest import mock
+    torch.manual_seed(0)
+    model = ViTAdapter(**dict(TINY, drop_path_rate=0.)).eval()
+    model.init_weights()
+    for interaction in model.interactions:  # let the injectors matter
+        torch.nn.init.constant_(interaction.injector.gamma, 0.5)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+        with mock.patch('mmdet_sparse.models.backbones.adapter_modules.'
+                        'is_exporting', return_value=True) as flag:
+            out = model(x)
+    assert flag.called
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
