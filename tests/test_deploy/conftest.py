@@ -1,25 +1,10 @@
-"""Shared, expensive fixtures of the deployment tests: one tiny image set,
-the demo model with initialised random weights and its ``--dynamic``
-export (made once per session)."""
-import os.path as osp
-
+"""Shared, expensive fixtures of the deployment tests, made once per
+session: a tiny shapes image set, the demo model trained for a few
+iterations on it, its checkpoint, and the checkpoint's ``--dynamic`` export
+through ``tools/deployment/export_onnx.py``."""
 import pytest
 import torch
-from helpers import REPO
-from mmengine.config import Config
-
-DEMO_CONFIG = osp.join(REPO, 'configs', 'sparse_rcnn_r18_fpn_shapes_demo.py')
-
-
-def demo_config(data_root: str) -> Config:
-    """The demo config on a tiny shapes set under ``data_root``."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    root = data_root.rstrip('/') + '/'
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[split].dataset.data_root = root
-    for split in ('val_evaluator', 'test_evaluator'):
-        cfg[split].ann_file = root + 'annotations/instances_val.json'
-    return cfg
+from deploy_helpers import demo_config, load_tool, train_briefly
 
 
 @pytest.fixture(scope='session')
@@ -35,20 +20,25 @@ def shapes(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def demo_model(shapes):
-    """Eval-mode demo detector with initialised random weights."""
-    from mmdet_sparse.deploy import build_detector
-    torch.manual_seed(0)
-    model, _ = build_detector(shapes['cfg'])
-    model.init_weights()
-    return model.eval()
+def trained(shapes, tmp_path_factory):
+    """The briefly trained model, its checkpoint and config files."""
+    folder = tmp_path_factory.mktemp('trained')
+    model = train_briefly(shapes['cfg'])
+    ckpt = str(folder / 'trained.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    cfg_file = str(folder / 'demo_tiny.py')
+    shapes['cfg'].dump(cfg_file)
+    return dict(model=model, checkpoint=ckpt, config=cfg_file)
 
 
 @pytest.fixture(scope='session')
-def dynamic_onnx(shapes, demo_model, tmp_path_factory):
-    """``--dynamic`` export of ``demo_model`` (example input 128x160)."""
-    from mmdet_sparse.deploy import export_onnx
+def dynamic_onnx(trained, tmp_path_factory):
+    """``export_onnx.py CONFIG CKPT --dynamic`` of the trained checkpoint
+    (example input 128x160)."""
+    from mmdet_sparse.deploy import OnnxDetector
     path = str(tmp_path_factory.mktemp('onnx') / 'demo_dynamic.onnx')
-    meta = export_onnx(shapes['cfg'], None, path, img_size=(128, 160),
-                       dynamic=True, model=demo_model)
-    return dict(path=path, meta=meta)
+    exporter = load_tool('deployment', 'export_onnx.py')
+    assert exporter.main([trained['config'], trained['checkpoint'], '--out',
+                          path, '--img-size', '128', '160',
+                          '--dynamic']) == 0
+    return dict(path=path, meta=OnnxDetector(path).meta)

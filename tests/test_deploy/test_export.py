@@ -1,12 +1,10 @@
 """ONNX export of the whole detector: the graph, its metadata and the
 refusals (opset, module, transform) with errors that name the culprit."""
 import copy
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
-from helpers import REPO
+from deploy_helpers import load_tool
 from torch import nn
 
 from mmdet_sparse.deploy import ExportError, export_onnx, preprocess_meta
@@ -19,19 +17,11 @@ class _HostCopyBackbone(nn.Module):
         return [torch.from_numpy(img.numpy())]
 
 
-def _load_exporter():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', osp.join(REPO, 'tools', 'deployment',
-                                     'export_onnx.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 class TestExport:
 
     def test_graph_standard_ops_roialign_and_metadata(self, shapes,
                                                       dynamic_onnx):
+        """The ``--dynamic`` export of a trained checkpoint."""
         import onnx
         proto = onnx.load(dynamic_onnx['path'])
         domains = {n.domain for n in proto.graph.node}
@@ -70,15 +60,16 @@ class TestExport:
         assert not out.exists()
         cfg_file = str(tmp_path / 'cfg.py')
         shapes['cfg'].dump(cfg_file)
-        code = _load_exporter().main([cfg_file, 'none.pth', '--out',
-                                      str(out), '--opset', str(opset)])
+        exporter = load_tool('deployment', 'export_onnx.py')
+        code = exporter.main([cfg_file, 'none.pth', '--out', str(out),
+                              '--opset', str(opset)])
         assert code == 2
         assert f'opset {opset} is not supported' in capsys.readouterr().err
 
     def test_compiled_mmcv_module_is_refused_by_name(self, shapes,
-                                                     demo_model, tmp_path):
+                                                     trained, tmp_path):
         from mmcv.ops import ModulatedDeformConv2dPack
-        model = copy.deepcopy(demo_model)
+        model = copy.deepcopy(trained['model'])
         model.backbone.layer2[0].conv2 = ModulatedDeformConv2dPack(
             64, 64, 3, padding=1, bias=False)
         with pytest.raises(ExportError) as err:
@@ -87,9 +78,9 @@ class TestExport:
         assert 'model.backbone.layer2.0.conv2' in str(err.value)
         assert 'ModulatedDeformConv2dPack' in str(err.value)
 
-    def test_failure_inside_a_module_names_it(self, shapes, demo_model,
+    def test_failure_inside_a_module_names_it(self, shapes, trained,
                                               tmp_path):
-        model = copy.deepcopy(demo_model)
+        model = copy.deepcopy(trained['model'])
         model.backbone = _HostCopyBackbone()
         with pytest.raises(ExportError, match=r'model\.backbone '
                            r'\(_HostCopyBackbone\) failed to export'):
@@ -97,7 +88,7 @@ class TestExport:
                         img_size=(64, 64), model=model)
 
     def test_unsupported_test_transform_and_size_are_refused(
-            self, shapes, demo_model, tmp_path):
+            self, shapes, trained, tmp_path):
         cfg = copy.deepcopy(shapes['cfg'])
         pipeline = cfg.test_dataloader.dataset.pipeline
         pipeline.insert(2, dict(type='RandomFlip', prob=1.0))
@@ -106,4 +97,4 @@ class TestExport:
         with pytest.raises(ExportError, match='multiples of '
                            'pad_size_divisor=32'):
             export_onnx(shapes['cfg'], None, str(tmp_path / 'x.onnx'),
-                        img_size=(100, 128), model=demo_model)
+                        img_size=(100, 128), model=trained['model'])

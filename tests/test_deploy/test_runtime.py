@@ -1,27 +1,17 @@
 """The ONNX Runtime runtime against PyTorch: preprocessing, one dynamic
 file at two input sizes, a briefly trained checkpoint, COCO evaluation and
 ``tools/infer.py --backend onnxruntime``."""
-import importlib.util
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from deploy_helpers import load_tool
 from mmengine.registry import DefaultScope
 
 from mmdet_sparse.deploy import (OnnxDetector, compare_detections,
                                  preprocess)
-
-
-def _load_tool(*parts):
-    path = osp.join(REPO, 'tools', *parts)
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + parts[-1][:-3], path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def _val_images(shapes):
@@ -53,30 +43,9 @@ def _assert_parity(ort_out, ref_out):
     return res
 
 
-def _train_briefly(cfg, steps: int = 3):
-    """The demo model after ``steps`` AdamW steps on the tiny train set."""
-    from mmengine.dataset import pseudo_collate
-    from mmengine.optim import OptimWrapper
-
-    from mmdet_sparse.deploy import build_detector
-    from mmdet_sparse.registry import DATASETS
-    torch.manual_seed(1)
-    model, _ = build_detector(cfg)
-    model.init_weights()
-    model.train().requires_grad_(True)
-    with DefaultScope.overwrite_default_scope('mmdet_sparse'):
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
-    for step in range(steps):
-        batch = pseudo_collate([dataset[(2 * step + i) % len(dataset)]
-                                for i in range(2)])
-        model.train_step(batch, wrapper)
-    return model.eval().requires_grad_(False)
-
-
 class TestRuntime:
 
-    def test_preprocess_matches_test_pipeline(self, shapes, demo_model,
+    def test_preprocess_matches_test_pipeline(self, shapes, trained,
                                               dynamic_onnx):
         from mmdet_sparse.registry import DATASETS
         with DefaultScope.overwrite_default_scope('mmdet_sparse'):
@@ -84,7 +53,7 @@ class TestRuntime:
         meta = dynamic_onnx['meta']['preprocess']
         for index in range(2):
             item = dataset[index]
-            data = demo_model.data_preprocessor(
+            data = trained['model'].data_preprocessor(
                 dict(inputs=[item['inputs']],
                      data_samples=[item['data_samples']]), False)
             ref = data['inputs'].numpy()
@@ -98,8 +67,10 @@ class TestRuntime:
             assert pre.ori_shape == info['ori_shape']
 
     def test_dynamic_model_two_sizes_matches_pytorch(self, shapes,
-                                                     demo_model,
+                                                     trained,
                                                      dynamic_onnx):
+        """A checkpoint trained a few iterations, exported with
+        ``--dynamic``, run at two input sizes from the one file."""
         detector = OnnxDetector(dynamic_onnx['path'], num_threads=1)
         import mmcv
         img = mmcv.imread(_val_images(shapes)[0])
@@ -110,7 +81,7 @@ class TestRuntime:
             sizes.add(pre.image.shape[-2:])
             ort_out = detector.run(pre.image, pre.image_size)
             assert ort_out[0].shape == (40, 4)
-            _assert_parity(ort_out, _eager(demo_model, pre))
+            _assert_parity(ort_out, _eager(trained['model'], pre))
             # the whole call: boxes in the original image's frame
             full = detector(image)
             np.testing.assert_allclose(
@@ -118,37 +89,21 @@ class TestRuntime:
                 rtol=1e-6, atol=1e-4)
         assert sizes == {(192, 256), (256, 192)}
 
-    def test_trained_checkpoint_export_and_evaluation(self, shapes,
-                                                      tmp_path):
+    def test_coco_evaluation_matches_pytorch(self, shapes, trained,
+                                             dynamic_onnx):
+        """``test_onnx.py``'s COCO mAP equals PyTorch's on the same val
+        images with the same metric."""
         cfg = shapes['cfg']
-        model = _train_briefly(cfg)
-        ckpt = str(tmp_path / 'trained.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
-        cfg_file = str(tmp_path / 'demo_tiny.py')
-        cfg.dump(cfg_file)
-        out = str(tmp_path / 'trained.onnx')
-        exporter = _load_tool('deployment', 'export_onnx.py')
-        assert exporter.main([cfg_file, ckpt, '--out', out,
-                              '--img-size', '192', '256']) == 0
-        detector = OnnxDetector(out, num_threads=1)
-        assert detector.fixed_size == (192, 256)
-        paths = _val_images(shapes)
-        for path in paths[:2]:
-            import mmcv
-            pre = detector.preprocess(mmcv.imread(path))
-            _assert_parity(detector.run(pre.image, pre.image_size),
-                           _eager(model, pre))
-        # COCO mAP of the ONNX model (test_onnx.py) and of PyTorch on the
-        # same val images, same metric
-        tester = _load_tool('deployment', 'test_onnx.py')
-        onnx_metrics = tester.evaluate(cfg, out, 1, log=lambda *a: None)
-        torch_metrics = _pytorch_metrics(cfg, model)
+        tester = load_tool('deployment', 'test_onnx.py')
+        onnx_metrics = tester.evaluate(cfg, dynamic_onnx['path'], 1,
+                                       log=lambda *a: None)
+        torch_metrics = _pytorch_metrics(cfg, trained['model'])
         for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50'):
             assert abs(onnx_metrics[key] - torch_metrics[key]) <= 0.002
 
     def test_infer_tool_onnxruntime_backend(self, shapes, dynamic_onnx,
                                             tmp_path):
-        infer = _load_tool('infer.py')
+        infer = load_tool('infer.py')
         image = _val_images(shapes)[1]
         infer.main(['--backend', 'onnxruntime', dynamic_onnx['path'], image,
                     '--out-dir', str(tmp_path)])
