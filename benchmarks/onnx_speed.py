@@ -27,7 +27,6 @@ import os
 import os.path as osp
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -119,8 +118,9 @@ def gemm_rate(threads: int, size: int = 1024, repeats: int = 20) -> float:
 
 def measure(config: str, img_size, num_proposals: Optional[int],
             repeats: int, threads: int, with_mmdet: bool,
-            opset: int) -> Dict:
-    """Export, parity and interleaved latency of one config."""
+            opset: int, model_dir: str, export_only: bool = False) -> Dict:
+    """Export (or reuse the export in ``model_dir``), parity and
+    interleaved latency of one config."""
     from mmdet_sparse.deploy import OnnxDetector, export_onnx
     torch.set_num_threads(threads)
     name = osp.splitext(osp.basename(config))[0]
@@ -132,19 +132,28 @@ def measure(config: str, img_size, num_proposals: Optional[int],
     gen = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, h, w, generator=gen)
     samples = [sample_of(h, w)]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = osp.join(tmp, 'model.onnx')
+    path = osp.join(model_dir, f"{name}_{row['proposals']}_{h}x{w}"
+                    f'_opset{opset}.onnx')
+    info = path[:-5] + '.json'
+    if osp.isfile(path) and osp.isfile(info):
+        with open(info) as f:
+            row.update(json.load(f))
+    else:
         start = time.perf_counter()
         try:
             export_onnx(cfg, None, path, opset=opset, img_size=(h, w),
                         model=model)
+            row['export'] = 'ok'
+            row['export_s'] = time.perf_counter() - start
         except Exception as exc:  # reported in the table
-            row['export'] = f'{type(exc).__name__}: {exc}'[:300]
-            return row
-        row['export'] = 'ok'
-        row['export_s'] = time.perf_counter() - start
-        row['onnx_mib'] = osp.getsize(path) / 2**20
-        detector = OnnxDetector(path, threads)
+            row['export'] = f'{type(exc).__name__}: {exc}'[:400]
+        with open(info, 'w') as f:
+            json.dump({k: row[k] for k in ('export', 'export_s')
+                       if k in row}, f)
+    if row['export'] != 'ok' or export_only:
+        return row
+    row['onnx_mib'] = osp.getsize(path) / 2**20
+    detector = OnnxDetector(path, threads)
     img_np = image.numpy()
     size_np = np.array([h, w], np.int64)
     impls = {
@@ -216,10 +225,13 @@ def main(argv=None) -> int:
     parser.add_argument('--opset', type=int, default=18)
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--out', default='work_dirs/onnx_speed')
+    parser.add_argument('--export-only', action='store_true',
+                        help='only export (into OUT/models) for later runs')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore')
     import onnxruntime
-    os.makedirs(args.out, exist_ok=True)
+    model_dir = osp.join(args.out, 'models')
+    os.makedirs(model_dir, exist_ok=True)
     rows: List[Dict] = []
     if args.what == 'r50':
         size = args.img_size or [800, 1216]
@@ -229,21 +241,27 @@ def main(argv=None) -> int:
         configs = args.configs or sorted(
             glob.glob(osp.join(REPO, 'configs', '*.py')))
         jobs = [(c, None, False) for c in configs]
-    rate = gemm_rate(args.threads)
+    rate = 0.0 if args.export_only else gemm_rate(args.threads)
     for config, num, with_mmdet in jobs:
         print(f'{osp.basename(config)} proposals={num} ...', flush=True)
         try:
             row = measure(config, size, num, args.repeats, args.threads,
-                          with_mmdet, args.opset)
+                          with_mmdet, args.opset, model_dir,
+                          args.export_only)
         except Exception as exc:
             traceback.print_exc()
             row = dict(config=osp.splitext(osp.basename(config))[0],
                        proposals=num, error=f'{type(exc).__name__}: {exc}')
+        if args.export_only:
+            print(json.dumps(row), flush=True)
+            continue
         if args.what == 'r50' and not args.no_flops and 'latency_s' in row:
             row['gflops'] = flops_of(config, size, num) / 1e9
             row['flop_bound_s'] = row['gflops'] * 1e9 / rate
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if args.export_only:
+        return 0
     lines = [f'- onnxruntime {onnxruntime.__version__}, torch '
              f'{torch.__version__}, {args.threads} threads, input '
              f'{size[0]}x{size[1]}, batch 1, median of {args.repeats} '

@@ -403,7 +403,10 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only
         onnx.save(proto, tmp)
         os.replace(tmp, out)
     finally:

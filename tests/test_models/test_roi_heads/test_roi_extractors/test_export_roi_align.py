@@ -22,7 +22,7 @@ def _inputs(seed=0, num=40):
     feats = [torch.randn(1, 8, 64 // s, 96 // s, generator=gen)
              for s in (1, 2, 4, 8)]
     xy = torch.rand(num, 2, generator=gen) * 400 - 40
-    wh = torch.rand(num, 2, generator=gen) ** 2 * 380 + 0.5
+    wh = torch.rand(num, 2, generator=gen) ** 2 * 700 + 0.5
     return feats, torch.cat([torch.zeros(num, 1), xy, xy + wh], 1)
 
 
