@@ -167,6 +167,14 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         ort_out = impls['onnxruntime']()
         eager_out = impls['eager']()[0].pred_instances
         row['parity'] = parity(ort_out, eager_out)
+        # PyTorch against itself on the input with relative noise 1e-6:
+        # how far float rounding alone moves this model's top-k
+        noisy = image * (1 + 1e-6 * torch.randn(image.shape, generator=gen))
+        noisy_out = model.predict(noisy, samples, rescale=True)[0]
+        noisy_out = noisy_out.pred_instances
+        row['eager_noise'] = parity(
+            (noisy_out.bboxes.numpy(), noisy_out.scores.numpy(),
+             noisy_out.labels.numpy()), eager_out)
         if with_mmdet:
             impls['mmdet']()
         times = {k: [] for k in impls}
@@ -273,6 +281,18 @@ def main(argv=None) -> int:
              's | ORT / eager (/ MMDet) |',
              '|---|---:|---|---|---:|---:|---:|---:|']
     lines += [fmt_row(r) for r in rows]
+    lines += ['', 'PyTorch eager against itself with input noise 1e-6 '
+              '(relative): the size of float-rounding effects on the top-k '
+              'of these random-weight models:', '',
+              '| config | proposals | pairs | max score diff | max box diff '
+              '|', '|---|---:|---|---:|---:|']
+    for r in rows:
+        n = r.get('eager_noise')
+        if n:
+            lines.append(f"| {r['config']} | {r['proposals']} | "
+                         f"{n['matched']}/{n['k']} | "
+                         f"{n['max_score_diff']:.1e} | "
+                         f"{n['max_box_diff']:.3f} px |")
     for r in rows:
         if 'flop_bound_s' in r:
             lines.append(
