@@ -22,6 +22,11 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   that its products are seen); RoIAlign, deformable sampling
   (mmcv/torchvision custom ops), normalisation and element-wise ops are
   not. Heads FLOPs = total - ``extract_feat`` FLOPs.
+* ``--backend onnxruntime`` (CPU): the model is exported to a fixed-size
+  ONNX graph (``mmdet_sparse.deploy``) and the whole graph is timed in an
+  ONNX Runtime session with ``--threads`` intra-op threads; there is no
+  backbone/heads split (reported as nan). FLOPs are those of the PyTorch
+  model.
 * Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
   (``torch.cuda.synchronize()`` before each clock read on CUDA). Each run
   is one prediction (what ``model.predict`` runs) with a clock read between
@@ -170,6 +175,25 @@ def run_heads(model, feats, samples) -> list:
     return model.roi_head.predict(feats, proposals, samples, rescale=True)
 
 
+def onnxruntime_runner(model, config: str, inputs,
+                      threads: Optional[int]) -> Callable[[], object]:
+    """``run()`` of ``model`` exported to a fixed-size ONNX graph at the
+    size of ``inputs``, in an ONNX Runtime session."""
+    import tempfile
+
+    import numpy as np
+
+    from mmdet_sparse.deploy import OnnxDetector, export_onnx
+    h, w = inputs.shape[-2:]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'model.onnx')
+        export_onnx(config, None, path, img_size=(h, w), model=model)
+        detector = OnnxDetector(path, threads)
+    image = inputs.cpu().numpy()
+    size = np.array([h, w], np.int64)
+    return lambda: detector.run(image, size)
+
+
 def count_params(model) -> Dict[str, int]:
     """Parameters: total, backbone, neck, heads (RPN + RoI heads)."""
     def num(module) -> int:
@@ -224,6 +248,20 @@ def predict_in_parts(model, inputs, samples,
     return mid - start, time.perf_counter() - mid, samples
 
 
+def time_runs(fn: Callable[[], object], repeats: int,
+              sync: Callable[[], None]) -> List[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` (a backend that
+    runs the whole model as one graph)."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def time_parts(model, inputs, samples, repeats: int,
                sync: Callable[[], None]) -> Dict[str, List[float]]:
     """Seconds of ``repeats`` predictions, each split into backbone+neck and
@@ -274,7 +312,8 @@ def measure(config: str,
             repeats: int = 3,
             device: str = 'cpu',
             threads: Optional[int] = None,
-            flops: bool = True) -> dict:
+            flops: bool = True,
+            backend: str = 'pytorch') -> dict:
     """Measure one config in this process; see the module docstring."""
     if threads:
         torch.set_num_threads(threads)
@@ -287,26 +326,36 @@ def measure(config: str,
         config=osp.splitext(osp.basename(config))[0],
         backbone=backbone_label(cfg.model.backbone),
         proposals=int(model.rpn_head.num_proposals),
-        params=count_params(model))
+        params=count_params(model), backend=backend)
     with torch.no_grad():
         def full():
             return model.predict(inputs, samples)
 
+        run = full if backend == 'pytorch' else onnxruntime_runner(
+            model, config, inputs, threads)
         for _ in range(max(warmup, 0)):
-            predict_in_parts(model, inputs, samples, sync)
+            if backend == 'pytorch':
+                predict_in_parts(model, inputs, samples, sync)
+            else:
+                run()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         else:
             rss_before = _reset_peak_rss()
-        times = time_parts(model, inputs, samples, repeats, sync)
+        if backend == 'pytorch':
+            times = time_parts(model, inputs, samples, repeats, sync)
+        else:  # one graph: no backbone / heads split
+            total = time_runs(run, repeats, sync)
+            nan = [float('nan')] * len(total)
+            times = dict(total=total, backbone_neck=nan, heads=nan)
         if cuda:
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
             peak = max(_peak_rss_mib() - rss_before, 0.0)
         if flops:
-            feats = model.extract_feat(inputs)
             flops_total, _ = count_flops(full)
             flops_feat, _ = count_flops(lambda: model.extract_feat(inputs))
+            feats = model.extract_feat(inputs)
             _, heads_by_op = count_flops(
                 lambda: run_heads(model, feats, samples))
             result['flops'] = dict(total=flops_total, backbone_neck=flops_feat,
@@ -344,7 +393,8 @@ def run_child(config: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, osp.abspath(__file__), config, '--child',
            '--img-size', *map(str, args.img_size), '--warmup',
            str(args.warmup), '--repeats', str(args.repeats), '--device',
-           args.device] + (['--no-flops'] if args.no_flops else [])
+           args.device, '--backend', args.backend] + (
+               ['--no-flops'] if args.no_flops else [])
     env = dict(os.environ)
     if args.threads:
         cmd += ['--threads', str(args.threads)]
@@ -588,6 +638,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
+                        default='pytorch',
+                        help='onnxruntime: the exported ONNX graph, CPU')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads (default: torch default)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
@@ -612,7 +665,7 @@ def main(argv=None) -> int:
     if args.child:
         result = measure(args.configs[0], args.img_size, args.warmup,
                          args.repeats, args.device, args.threads,
-                         not args.no_flops)
+                         not args.no_flops, args.backend)
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
     if args.threads:
@@ -620,6 +673,11 @@ def main(argv=None) -> int:
     device = args.device
     if device.startswith('cuda') and torch.cuda.is_available():
         device = f'{device} ({torch.cuda.get_device_name(device)})'
+    if args.backend == 'onnxruntime':
+        if not device.startswith('cpu'):
+            raise SystemExit('--backend onnxruntime runs on --device cpu')
+        import onnxruntime
+        device = f'{device}, onnxruntime {onnxruntime.__version__}'
     meta = dict(device=device, threads=args.threads or torch.get_num_threads(),
                 torch=torch.__version__, img_size=list(args.img_size),
                 warmup=args.warmup, repeats=args.repeats,

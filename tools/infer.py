@@ -3,6 +3,7 @@
 Example::
 
     python tools/infer.py CONFIG CHECKPOINT demo.jpg --out-dir outputs/demo
+    python tools/infer.py --backend onnxruntime MODEL.onnx demo.jpg
 
 Writes the drawn images (or the drawn video) to ``OUT_DIR/vis/`` and every
 predicted box, whatever its score, to ``OUT_DIR/results.json`` in COCO
@@ -29,10 +30,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(
         description='Sparse R-CNN inference on images or a video')
-    parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('config', help='model config file (with '
+                        '--backend onnxruntime: the .onnx file)')
+    parser.add_argument('checkpoint', help='checkpoint file (with '
+                        '--backend onnxruntime: the input)')
     parser.add_argument(
-        'input', help='an image file, a folder of images or a video file')
+        'input', nargs='?',
+        help='an image file, a folder of images or a video file')
+    parser.add_argument(
+        '--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+        help='pytorch: CONFIG CHECKPOINT INPUT; onnxruntime: MODEL.onnx '
+        'INPUT, a file from tools/deployment/export_onnx.py')
     parser.add_argument(
         '--out-dir', default='outputs', help='folder for vis/ and '
         'results.json (default: outputs)')
@@ -43,15 +51,27 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--score-thr', type=float, default=0.3,
         help='minimum score of the drawn boxes; results.json keeps all '
         '(default: 0.3)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.backend == 'onnxruntime':
+        if args.input is not None:
+            parser.error('--backend onnxruntime takes MODEL.onnx INPUT')
+        args.input, args.checkpoint = args.checkpoint, None
+    elif args.input is None:
+        parser.error('the following arguments are required: input')
+    return args
 
 
 def main(argv=None) -> None:
     """Entry point."""
     args = parse_args(argv)
     inputs = collect_inputs(args.input)
-    device = args.device or default_device()
-    inferencer = build_inferencer(args.config, args.checkpoint, device)
+    if args.backend == 'onnxruntime':
+        from mmdet_sparse.deploy import OnnxInferencer
+        device = 'cpu, onnxruntime'
+        inferencer = OnnxInferencer(args.config)
+    else:
+        device = args.device or default_device()
+        inferencer = build_inferencer(args.config, args.checkpoint, device)
     out = run_inference(inferencer, inputs, args.out_dir, args.score_thr)
     if inputs.kind == 'video':
         what = f'{out["num_frames"]} frame(s) of the video'

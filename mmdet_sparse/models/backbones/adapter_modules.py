@@ -26,6 +26,9 @@ from mmcv.cnn.bricks import DropPath
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor
 
+from mmdet_sparse.models.roi_heads.roi_extractors.export_roi_align import \
+    is_exporting
+
 Shapes = List[Tuple[int, int]]
 
 
@@ -65,11 +68,14 @@ def deform_inputs(prior_shapes: Shapes, vit_shape: Tuple[int, int],
         return spatial, torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
 
     spatial, start = layout(prior_shapes)
+    # ``shapes``: the same layout as Python ints, for the export path.
     inj = dict(reference_points=_reference_points([vit_shape], device),
-               spatial_shapes=spatial, level_start_index=start)
+               spatial_shapes=spatial, level_start_index=start,
+               shapes=list(prior_shapes))
     spatial, start = layout([vit_shape])
     ext = dict(reference_points=_reference_points(prior_shapes, device),
-               spatial_shapes=spatial, level_start_index=start)
+               spatial_shapes=spatial, level_start_index=start,
+               shapes=[vit_shape])
     return inj, ext
 
 
@@ -185,11 +191,62 @@ class _CrossAttention(nn.Module):
 
     def forward(self, query: Tensor, feat: Tensor, **layout) -> Tensor:
         """Queries (B, Nq, C), values (B, Nv, C) -> (B, Nq, C)."""
+        if is_exporting():
+            return deform_attn_export(
+                self.attn, self.query_norm(query), self.feat_norm(feat),
+                layout['reference_points'], layout['shapes'])
         return self.attn(
             query=self.query_norm(query),
             value=self.feat_norm(feat),
             identity=torch.zeros_like(query),
             **layout)
+
+
+def deform_attn_export(attn: nn.Module, query: Tensor, value: Tensor,
+                       reference_points: Tensor, shapes: Shapes) -> Tensor:
+    """mmcv's ``MultiScaleDeformableAttention`` forward (pure PyTorch CPU
+    path, no identity term) with the level shapes as Python ints, so that
+    ``torch.export`` sees static splits and ``grid_sample`` (ONNX
+    ``GridSample``) instead of data-dependent sizes.
+
+    Args:
+        attn (nn.Module): The ``MultiScaleDeformableAttention`` module.
+        query (Tensor): (B, Nq, C) normed queries.
+        value (Tensor): (B, Nv, C) normed values.
+        reference_points (Tensor): (1, Nq, L or 1, 2) normalised (x, y).
+        shapes (list[tuple[int, int]]): (h, w) of the L value levels.
+
+    Returns:
+        Tensor: (B, Nq, C) attention output.
+    """
+    bs, num_query, _ = query.shape
+    heads, levels, points = attn.num_heads, attn.num_levels, attn.num_points
+    value = attn.value_proj(value).view(bs, value.size(1), heads, -1)
+    offsets = attn.sampling_offsets(query).view(bs, num_query, heads, levels,
+                                                points, 2)
+    weights = attn.attention_weights(query).view(
+        bs, num_query, heads, levels * points).softmax(-1)
+    dims = value.size(-1)
+    values = value.split([h * w for h, w in shapes], dim=1)
+    sampled = []
+    for level, (h, w) in enumerate(shapes):
+        # one level of reference points is shared by all value levels
+        ref_level = level if reference_points.size(2) > 1 else 0
+        ref = reference_points[:, :, None, ref_level, None, :]
+        off = offsets[:, :, :, level]
+        loc = torch.stack([ref[..., 0] + off[..., 0] / w,
+                           ref[..., 1] + off[..., 1] / h], -1)
+        grid = (2 * loc - 1).transpose(1, 2).flatten(0, 1)
+        feat = values[level].flatten(2).transpose(1, 2).reshape(
+            bs * heads, dims, h, w)
+        sampled.append(F.grid_sample(feat, grid, mode='bilinear',
+                                     padding_mode='zeros',
+                                     align_corners=False))
+    weights = weights.transpose(1, 2).reshape(bs * heads, 1, num_query,
+                                              levels * points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+    out = out.view(bs, heads * dims, num_query).transpose(1, 2)
+    return attn.output_proj(out.contiguous())
 
 
 class Injector(_CrossAttention):

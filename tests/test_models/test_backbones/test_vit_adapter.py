@@ -5,7 +5,7 @@ level), parameter counts, gradient checkpointing, and loading of plain-ViT
 import os
 import tempfile
 from typing import Dict, Tuple
-from unittest import TestCase
+from unittest import TestCase, mock
 
 import torch
 import torch.nn.functional as F
@@ -362,3 +362,22 @@ class TestViTAdapter(TestCase):
         self.assertEqual(
             set(report['unexpected']),
             {'foo.bar', 'blocks.0.norm1.weight (shape (5,) vs (64,))'})
+
+    def test_export_path_of_deformable_attention_matches(self):
+        """The deformable attention's export path (Python-int level shapes)
+        gives mmcv's CPU values."""
+        torch.manual_seed(0)
+        model = ViTAdapter(**dict(TINY, drop_path_rate=0.)).eval()
+        model.init_weights()
+        for interaction in model.interactions:  # let the injectors matter
+            torch.nn.init.constant_(interaction.injector.gamma, 0.5)
+        x = torch.randn(1, 3, 64, 96)
+        with torch.no_grad():
+            ref = model(x)
+            with mock.patch(
+                    'mmdet_sparse.models.backbones.adapter_modules.'
+                    'is_exporting', return_value=True) as flag:
+                out = model(x)
+        self.assertTrue(flag.called)
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

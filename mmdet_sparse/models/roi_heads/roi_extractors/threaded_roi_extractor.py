@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet_sparse.registry import MODELS
+from .export_roi_align import export_roi_align, is_exporting
 from .separable_roi_align import roi_align_feature_grad, window_area
 
 # RoIs whose gradient window (feature pixels) is larger than this go to the
@@ -232,9 +233,11 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
         then ``x1, y1, x2, y2``) from the pyramid ``feats``."""
         workers = self.num_threads or torch.get_num_threads()
         feats = tuple(feats[:self.num_inputs])
+        if is_exporting():
+            return self.export_forward(feats, rois, roi_scale_factor)
         if (not self._threadable or workers < 2 or feats[0].is_cuda
                 or roi_scale_factor is not None
-                or torch.jit.is_tracing() or len(feats) == 1):
+                or len(feats) == 1):
             return super().forward(feats, rois, roi_scale_factor)
         rois = rois.type_as(feats[0])
         levels = self.map_roi_levels(rois, len(feats))
@@ -245,3 +248,30 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
         feats = tuple(f.contiguous() for f in feats)
         return _ThreadedRoIAlign.apply(level_rois, self._params, workers,
                                        *feats)
+
+    def export_forward(self,
+                       feats: Tuple[Tensor],
+                       rois: Tensor,
+                       roi_scale_factor: Optional[float] = None) -> Tensor:
+        """The forward values as a graph ``torch.export`` can capture:
+        torchvision's ``roi_align`` per level (ONNX ``RoiAlign``).
+
+        Raises:
+            NotImplementedError: RoI layers other than mmcv's average
+                ``RoIAlign``, or ``roi_scale_factor``, naming the layer.
+        """
+        for layer in self.roi_layers:
+            if not isinstance(layer, RoIAlign) or layer.pool_mode != 'avg':
+                raise NotImplementedError(
+                    f'{type(self).__name__} exports mmcv RoIAlign with '
+                    f"pool_mode='avg' only, got {layer!r}")
+        if roi_scale_factor is not None:
+            raise NotImplementedError(
+                f'{type(self).__name__} export: roi_scale_factor is not '
+                'supported')
+        layer = self.roi_layers[0]
+        levels = self.map_roi_levels(rois, len(feats))
+        return export_roi_align(
+            feats, rois.type_as(feats[0]), levels, tuple(layer.output_size),
+            [m.spatial_scale for m in self.roi_layers], layer.sampling_ratio,
+            layer.aligned)

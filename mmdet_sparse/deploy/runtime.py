@@ -1,0 +1,219 @@
+"""Run an exported Sparse R-CNN ONNX file with ONNX Runtime.
+
+:class:`OnnxDetector` reads the preprocessing facts from the model's
+metadata (plain JSON, see :mod:`.export`), so it needs no config:
+
+1. resize as the config's test ``Resize`` (mmcv's ``imrescale`` /
+   ``imresize``, the same functions the pipeline calls),
+2. channel swap, ``(x - mean) / std`` in float32, zero padding to the
+   divisor (as ``DetDataPreprocessor``),
+3. the graph,
+4. boxes divided by the resize's ``(w_scale, h_scale)``: the original
+   image's frame.
+
+Loading a model runs no code from it: the session gets the CPU provider
+(or the ones asked for) and no custom-op library, and the metadata is
+parsed with ``json``.
+"""
+import json
+import os.path as osp
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .export import INPUT_NAMES, META_KEY, OUTPUT_NAMES
+
+
+@dataclass
+class Preprocessed:
+    """One image ready for the graph.
+
+    Attributes:
+        image (np.ndarray): ``(1, 3, H, W)`` float32, padded.
+        image_size (np.ndarray): ``(2,)`` int64 ``(h, w)`` before padding.
+        scale_factor (tuple): ``(w_scale, h_scale)`` of the resize.
+        ori_shape (tuple): ``(h, w)`` of the original image.
+    """
+    image: np.ndarray
+    image_size: np.ndarray
+    scale_factor: Tuple[float, float]
+    ori_shape: Tuple[int, int]
+
+
+def preprocess(img_bgr: np.ndarray, meta: Dict,
+               pad_to: Optional[Tuple[int, int]] = None) -> Preprocessed:
+    """The config's test-time preprocessing of one BGR ``uint8`` image.
+
+    Args:
+        img_bgr (np.ndarray): ``(h, w, 3)`` image, BGR (as mmcv reads it).
+        meta (dict): ``preprocess`` metadata of the model.
+        pad_to (tuple, optional): ``(H, W)`` to pad to (a fixed-size
+            model); else the next multiple of the divisor.
+
+    Returns:
+        Preprocessed: the graph inputs and the resize facts.
+    """
+    import mmcv
+    if img_bgr.ndim != 3 or img_bgr.shape[2] != 3:
+        raise ValueError(f'expected an (h, w, 3) image, got shape '
+                         f'{img_bgr.shape}')
+    ori_h, ori_w = img_bgr.shape[:2]
+    img, w_scale, h_scale = img_bgr, 1.0, 1.0
+    resize = meta.get('resize')
+    if resize:
+        if resize.get('scale') is not None:
+            scale = tuple(resize['scale'])
+        else:
+            factor = resize['scale_factor']
+            fw, fh = (factor, factor) if isinstance(factor, (int, float)) \
+                else factor
+            scale = (int(ori_w * float(fw) + 0.5),
+                     int(ori_h * float(fh) + 0.5))
+        kwargs = dict(interpolation=resize.get('interpolation', 'bilinear'),
+                      backend=resize.get('backend', 'cv2'))
+        if resize.get('keep_ratio'):
+            img = mmcv.imrescale(img, scale, **kwargs)
+        else:
+            img = mmcv.imresize(img, scale, **kwargs)
+        new_h, new_w = img.shape[:2]
+        w_scale, h_scale = new_w / ori_w, new_h / ori_h
+    h, w = img.shape[:2]
+    x = img.astype(np.float32)
+    if meta.get('bgr_to_rgb'):
+        x = x[..., ::-1]
+    mean = np.asarray(meta['mean'], np.float32)
+    std = np.asarray(meta['std'], np.float32)
+    x = (x - mean) / std
+    div = max(int(meta.get('pad_size_divisor', 1)), 1)
+    if pad_to is None:
+        pad_to = (-(-h // div) * div, -(-w // div) * div)
+    if h > pad_to[0] or w > pad_to[1]:
+        raise ValueError(
+            f'the resized image ({h}x{w}) does not fit the model\'s fixed '
+            f'input {pad_to[0]}x{pad_to[1]}; export with --dynamic or a '
+            'larger --img-size')
+    out = np.full((1, 3, *pad_to), meta.get('pad_value', 0.0), np.float32)
+    out[0, :, :h, :w] = x.transpose(2, 0, 1)
+    return Preprocessed(out, np.array([h, w], np.int64),
+                        (float(w_scale), float(h_scale)), (ori_h, ori_w))
+
+
+def read_metadata(session) -> Dict:
+    """The export metadata of an ONNX Runtime session.
+
+    Raises:
+        ValueError: the model was not written by this package's exporter.
+    """
+    props = session.get_modelmeta().custom_metadata_map
+    if META_KEY not in props:
+        raise ValueError(f'the ONNX model has no {META_KEY!r} metadata: '
+                         'export it with tools/deployment/export_onnx.py')
+    return json.loads(props[META_KEY])
+
+
+class OnnxDetector:
+    """A Sparse R-CNN ONNX file run with ONNX Runtime.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        num_threads (int, optional): Intra-op threads (ONNX Runtime's
+            default when None).
+        providers (Sequence[str]): Execution providers.
+    """
+
+    def __init__(self, path: str, num_threads: Optional[int] = None,
+                 providers: Sequence[str] = ('CPUExecutionProvider', )
+                 ) -> None:
+        import onnxruntime as ort
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'ONNX model not found: {path}')
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = \
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(path, options,
+                                            providers=list(providers))
+        self.meta = read_metadata(self.session)
+        names = tuple(i.name for i in self.session.get_inputs())
+        if names != INPUT_NAMES:
+            raise ValueError(f'{path}: graph inputs {names}, expected '
+                             f'{INPUT_NAMES}')
+        self.classes: List[str] = list(self.meta['classes'])
+        self.fixed_size = None if self.meta['dynamic'] else tuple(
+            self.meta['img_size'])
+
+    def preprocess(self, img_bgr: np.ndarray) -> Preprocessed:
+        """Graph inputs of one BGR image (see :func:`preprocess`)."""
+        return preprocess(img_bgr, self.meta['preprocess'], self.fixed_size)
+
+    def run(self, image: np.ndarray,
+            image_size: np.ndarray) -> Tuple[np.ndarray, ...]:
+        """The raw graph: boxes ``(k, 4)`` in the network-input frame,
+        scores ``(k,)``, labels ``(k,)``."""
+        return tuple(self.session.run(
+            list(OUTPUT_NAMES), {INPUT_NAMES[0]: image,
+                                 INPUT_NAMES[1]: image_size}))
+
+    def __call__(self, img: Union[str, np.ndarray]) -> Dict[str, Any]:
+        """Detections of one image (a path or a BGR array), in the
+        original image's pixels.
+
+        Returns:
+            dict: ``bboxes`` ``(k, 4)``, ``scores`` ``(k,)``, ``labels``
+            ``(k,)``, ``ori_shape``, ``img_shape``, ``scale_factor``.
+        """
+        if isinstance(img, str):
+            from mmdet_sparse.apis.inference import read_image
+            img = read_image(img)
+        pre = self.preprocess(img)
+        boxes, scores, labels = self.run(pre.image, pre.image_size)
+        w_scale, h_scale = pre.scale_factor
+        boxes = boxes / np.array([w_scale, h_scale, w_scale, h_scale],
+                                 np.float32)
+        return dict(bboxes=boxes, scores=scores, labels=labels,
+                    ori_shape=pre.ori_shape,
+                    img_shape=tuple(int(v) for v in pre.image_size),
+                    scale_factor=pre.scale_factor)
+
+
+class OnnxInferencer:
+    """What ``mmdet_sparse.apis.run_inference`` needs from an inferencer
+    (``model.dataset_meta``, ``visualizer`` and a call returning
+    ``DetDataSample`` predictions), backed by an :class:`OnnxDetector`.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        num_threads (int, optional): Intra-op threads.
+    """
+
+    class _Model:
+        def __init__(self, classes: Sequence[str]) -> None:
+            self.dataset_meta = dict(classes=tuple(classes))
+
+    def __init__(self, path: str, num_threads: Optional[int] = None) -> None:
+        from mmdet.visualization import DetLocalVisualizer
+        self.detector = OnnxDetector(path, num_threads)
+        self.model = self._Model(self.detector.classes)
+        self.visualizer = DetLocalVisualizer(
+            name=f'onnx_visualizer_{id(self)}')
+        self.visualizer.dataset_meta = self.model.dataset_meta
+
+    def __call__(self, img: np.ndarray, return_datasamples: bool = True,
+                 **kwargs) -> Dict[str, list]:
+        """``{'predictions': [DetDataSample]}`` for one BGR image."""
+        import torch
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        out = self.detector(img)
+        sample = DetDataSample(metainfo=dict(
+            ori_shape=out['ori_shape'], img_shape=out['img_shape'],
+            scale_factor=out['scale_factor']))
+        sample.pred_instances = InstanceData(
+            bboxes=torch.from_numpy(out['bboxes']),
+            scores=torch.from_numpy(out['scores']),
+            labels=torch.from_numpy(out['labels']))
+        return dict(predictions=[sample])
