@@ -1,6 +1,9 @@
 """Models of ``mmdet_sparse``: Sparse R-CNN heads and extra backbones."""
 from . import backbones, dense_heads, roi_heads  # noqa: F401
 from .dense_heads import EmbeddingRPNHead
-from .roi_heads import DIIHead, DynamicConv, SparseRoIHead
+from .roi_heads import DIIHead, DynamicConv, DynamicMaskHead, SparseRoIHead
 
-__all__ = ['EmbeddingRPNHead', 'SparseRoIHead', 'DIIHead', 'DynamicConv']
+__all__ = [
+    'EmbeddingRPNHead', 'SparseRoIHead', 'DIIHead', 'DynamicConv',
+    'DynamicMaskHead'
+]
