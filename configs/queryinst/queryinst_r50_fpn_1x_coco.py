@@ -69,7 +69,8 @@ test_evaluator = val_evaluator
 # clip 0.1; warm-up over 1000 iterations.
 optim_wrapper = dict(
     optimizer=dict(lr=1e-4),
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}),
+    paramwise_cfg=dict(
+        custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}),
     clip_grad=dict(max_norm=0.1))
 param_scheduler = [
     dict(
