@@ -6,7 +6,9 @@ Example::
 
 Writes the drawn images (or the drawn video) to ``OUT_DIR/vis/`` and every
 predicted box, whatever its score, to ``OUT_DIR/results.json`` in COCO
-result format. ``--score-thr`` only decides which boxes are drawn.
+result format; a model with masks (QueryInst) also draws them and writes
+each as compressed RLE (``segmentation``). ``--score-thr`` only decides
+which boxes are drawn.
 """
 import argparse
 import os.path as osp
