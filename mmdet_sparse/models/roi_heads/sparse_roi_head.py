@@ -114,7 +114,8 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
                     "mmdet_sparse's DIIHead: use type='DIIHead' (same "
                     "parameters and checkpoints), or MMDetection's head "
                     "with its own stages: type='mmdet.SparseRoIHead' with "
-                    "bbox_head type='mmdet.DIIHead'")
+                    "bbox_head type='mmdet.DIIHead' (and train_cfg.rcnn a "
+                    'list of one dict per stage)')
 
     def init_assigner_sampler(self) -> None:
         """One batch matcher per stage, from ``train_cfg[stage].assigner``."""

@@ -200,7 +200,8 @@ class DIIHead(BaseModule):
             "mmdet_sparse's DIIHead is driven by mmdet_sparse's "
             "SparseRoIHead: use type='SparseRoIHead' (scope mmdet_sparse), "
             "or MMDetection's heads together: type='mmdet.SparseRoIHead' "
-            "with bbox_head type='mmdet.DIIHead'")
+            "with bbox_head type='mmdet.DIIHead' (and train_cfg.rcnn a list "
+            'of one dict per stage)')
 
     def decode(self, boxes: Tensor, deltas: Tensor) -> Tensor:
         """Apply deltas ``(..., 4)`` to boxes ``(..., 4)``, in float32."""

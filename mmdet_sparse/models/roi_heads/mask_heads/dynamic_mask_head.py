@@ -74,7 +74,8 @@ class DynamicMaskHead(_MMDetDynamicMaskHead):
         feats = self.instance_interactive_conv(
             proposal_feat.reshape(-1, self.in_channels), roi_feat)
         # (M, S*S, C) is the channels-last layout of (M, C, S, S).
-        x = feats.view(num_rois, height, width, -1).permute(0, 3, 1, 2)
+        x = feats.view(num_rois, height, width,
+                       feats.size(-1)).permute(0, 3, 1, 2)
         for conv in self.convs:
             x = conv(x)
         if self.upsample is not None:
