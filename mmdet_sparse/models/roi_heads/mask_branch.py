@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmdet.utils import ConfigType, InstanceList
 from mmdet_sparse.registry import MODELS
-from .mask_heads.mask_ops import (mask_targets, paste_masks,
+from .mask_heads.mask_ops import (GroundTruthMasks, paste_masks,
                                   select_label_channel)
 
 
@@ -90,7 +90,7 @@ class MaskBranchMixin:
 
     def _mask_loss(self, stage: int, x: Tuple[Tensor], boxes: Tensor,
                    attn_feats: Tensor, matched: Tensor, gt_labels: Tensor,
-                   gt_masks: list, avg_factor: float) -> Tensor:
+                   gt_masks: GroundTruthMasks, avg_factor: float) -> Tensor:
         """Unweighted mask loss of one stage.
 
         Args:
@@ -101,7 +101,7 @@ class MaskBranchMixin:
             attn_feats (Tensor): Post-attention features ``(B, N, C)``.
             matched (Tensor): ``(B*N,)`` matched box index or -1.
             gt_labels (Tensor): Labels of all images' boxes.
-            gt_masks (list): Per image ``BitmapMasks``/``PolygonMasks``.
+            gt_masks (GroundTruthMasks): The batch's masks.
             avg_factor (float): Normaliser (matched boxes, averaged over
                 processes, at least 1).
 
@@ -122,8 +122,8 @@ class MaskBranchMixin:
         if 'mask_size' not in cfg:
             raise KeyError(f'train_cfg[{stage}] (model.train_cfg.rcnn) needs '
                            'mask_size (28 in QueryInst) for the mask targets')
-        targets = mask_targets(
-            pos_boxes, pos_gt, gt_masks, cfg['mask_size'],
+        targets = gt_masks.targets(
+            pos_boxes, pos_gt, cfg['mask_size'],
             binarize=not cfg.get('soft_mask_target', False))
         preds = select_label_channel(
             logits, torch.arange(len(pos), device=pos.device),
@@ -131,8 +131,8 @@ class MaskBranchMixin:
         return head.loss_mask(preds, targets, avg_factor=avg_factor)
 
     @staticmethod
-    def _gt_masks(batch_data_samples) -> list:
-        """``gt_instances.masks`` of each image, with a clear error."""
+    def _gt_masks(batch_data_samples, device) -> GroundTruthMasks:
+        """``gt_instances.masks`` of the batch, with a clear error."""
         masks = []
         for i, sample in enumerate(batch_data_samples):
             gt = sample.gt_instances
@@ -144,7 +144,7 @@ class MaskBranchMixin:
                     "the mask head needs: use dict(type='LoadAnnotations', "
                     'with_bbox=True, with_mask=True) in the train pipeline')
             masks.append(gt.masks)
-        return masks
+        return GroundTruthMasks(masks, device)
 
     @staticmethod
     def _keep_for_masks(results: List[InstanceData], proposal_index: Tensor,

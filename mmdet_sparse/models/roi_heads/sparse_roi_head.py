@@ -214,7 +214,7 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         avg_factor = reduce_mean(whwh.new_tensor(float(num_matched)))
         avg_factor = avg_factor.clamp(min=1.0)
         if self.with_mask:
-            gt_masks = self._gt_masks(batch_data_samples)
+            gt_masks = self._gt_masks(batch_data_samples, boxes.device)
             mask_avg_factor = avg_factor.item()
 
         losses, used_levels = {}, set()

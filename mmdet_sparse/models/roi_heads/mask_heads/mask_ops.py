@@ -1,12 +1,14 @@
 """Batched mask targets (training) and mask pasting (inference).
 
-:func:`mask_targets` crops every positive's ground-truth mask to its box and
-resizes it, for a whole batch in one RoIAlign per mask size (MMDetection's
-``mask_target`` does it image by image, copying each positive's full-image
-mask first). :func:`paste_masks` places ``S x S`` mask probabilities into
-the image, for all detections of an image at once, with the bilinear
-sampling of MMDetection's ``_do_paste_mask`` written as two matrix products
-(bilinear interpolation on an axis-aligned grid is separable).
+:class:`GroundTruthMasks` crops every positive's ground-truth mask to its
+box and resizes it, for a whole batch in one RoIAlign per mask size, with
+the masks converted to float once for all stages (MMDetection's
+``mask_target`` works image by image and stage by stage, copying each
+positive's full-image mask first). :func:`paste_masks` places ``S x S``
+mask probabilities into the image, for all detections of an image at once,
+with the bilinear sampling of MMDetection's ``_do_paste_mask`` written as
+two matrix products (bilinear interpolation on an axis-aligned grid is
+separable).
 """
 from collections import defaultdict
 from typing import Optional, Sequence, Tuple, Union
@@ -27,86 +29,118 @@ def _mask_size(masks) -> Tuple[int, int]:
     return int(masks.height), int(masks.width)
 
 
+class GroundTruthMasks:
+    """A batch's ground-truth masks, prepared once for every stage.
+
+    Bitmap masks of images of one size are stacked into one float tensor
+    (on first use), so that each stage's targets take one RoIAlign call per
+    size; polygon masks are cropped image by image, as MMDetection does.
+
+    Args:
+        gt_masks (list[BitmapMasks | PolygonMasks]): Masks of each image's
+            ground-truth instances.
+        device (torch.device): Device of the targets.
+    """
+
+    def __init__(self, gt_masks: Sequence[Union[BitmapMasks, PolygonMasks]],
+                 device: torch.device) -> None:
+        for img, masks in enumerate(gt_masks):
+            if not isinstance(masks, (BitmapMasks, PolygonMasks)):
+                raise TypeError(
+                    f'gt_instances.masks of image {img} is a '
+                    f'{type(masks).__name__}; expected BitmapMasks or '
+                    'PolygonMasks (LoadAnnotations with with_mask=True)')
+        self.gt_masks = list(gt_masks)
+        self.device = device
+        self.starts = np.concatenate([[0], np.cumsum(
+            [len(masks) for masks in gt_masks])]).astype(np.int64)
+        self.groups = defaultdict(list)  # size or polygon image -> images
+        for img, masks in enumerate(gt_masks):
+            key = _mask_size(masks) if isinstance(masks, BitmapMasks) \
+                else ('polygon', img)
+            self.groups[key].append(img)
+        self._stacked = {}
+
+    def _stack(self, key) -> Tuple[Tensor, dict]:
+        """Float ``(G, H, W)`` masks of a size group and each image's first
+        row in it."""
+        if key not in self._stacked:
+            imgs = self.groups[key]
+            offsets = dict(zip(imgs, np.cumsum(
+                [0] + [len(self.gt_masks[i]) for i in imgs[:-1]]).tolist()))
+            masks = np.concatenate([self.gt_masks[i].masks for i in imgs])
+            self._stacked[key] = (torch.from_numpy(masks).to(
+                device=self.device, dtype=torch.float32), offsets)
+        return self._stacked[key]
+
+    def targets(self, boxes: Tensor, gt_index: Tensor,
+                mask_size: Union[int, Tuple[int, int]],
+                binarize: bool = True) -> Tensor:
+        """The mask target of each positive box.
+
+        As MMDetection's ``mask_target``: each box is clipped to its image's
+        mask extent, its matched mask is cropped to it by RoIAlign
+        (``aligned=True``, adaptive sampling) and, with ``binarize``,
+        thresholded at 0.5.
+
+        Args:
+            boxes (Tensor): ``(P, 4)`` positive boxes, xyxy pixels.
+            gt_index (Tensor): ``(P,)`` index of each box's match in the
+                concatenation of all images' ground-truth instances.
+            mask_size (int | tuple[int, int]): Target ``(h, w)``.
+            binarize (bool): Threshold the targets at 0.5.
+
+        Returns:
+            Tensor: ``(P, h, w)`` float32 targets, in the order of ``boxes``.
+        """
+        size = _pair(mask_size)
+        device = self.device
+        out = torch.zeros((len(boxes), *size), dtype=torch.float32,
+                          device=device)
+        if len(boxes) == 0:
+            return out
+        gt_index_np = gt_index.cpu().numpy()
+        img_of = np.searchsorted(self.starts, gt_index_np, side='right') - 1
+        boxes = boxes.detach().float()
+        for key, imgs in self.groups.items():
+            rows = np.flatnonzero(np.isin(img_of, imgs))
+            if len(rows) == 0:
+                continue
+            height, width = _mask_size(self.gt_masks[imgs[0]])
+            bounds = boxes.new_tensor([width, height, width, height])
+            clipped = torch.minimum(boxes[rows].clamp(min=0), bounds)
+            local = gt_index_np[rows] - self.starts[img_of[rows]]
+            rows_t = torch.as_tensor(rows, device=device)
+            if key[0] == 'polygon':
+                targets = self.gt_masks[imgs[0]].crop_and_resize(
+                    clipped.cpu().numpy(), size, inds=local, device=device,
+                    binarize=binarize).to_ndarray()
+                out[rows_t] = torch.as_tensor(targets, dtype=torch.float32,
+                                              device=device)
+                continue
+            stacked, offsets = self._stack(key)
+            local = local + np.array([offsets[i] for i in img_of[rows]])
+            rois = torch.cat([
+                torch.as_tensor(local, device=device,
+                                dtype=torch.float32)[:, None], clipped
+            ], 1)
+            targets = roi_align(stacked[:, None], rois, size, 1.0, 0, 'avg',
+                                True).squeeze(1)
+            if binarize:
+                targets = (targets >= 0.5).float()
+            out[rows_t] = targets
+        return out
+
+
 def mask_targets(boxes: Tensor,
                  gt_index: Tensor,
                  gt_masks: Sequence[Union[BitmapMasks, PolygonMasks]],
                  mask_size: Union[int, Tuple[int, int]],
                  binarize: bool = True) -> Tensor:
-    """The mask target of each positive box.
-
-    As MMDetection's ``mask_target``: each box is clipped to its image's mask
-    extent, its matched mask is cropped to it by RoIAlign (``aligned=True``,
-    adaptive sampling) and, with ``binarize``, thresholded at 0.5.
-
-    Args:
-        boxes (Tensor): ``(P, 4)`` positive boxes, xyxy pixels.
-        gt_index (Tensor): ``(P,)`` index of each box's match in the
-            concatenation of all images' ground-truth instances.
-        gt_masks (list[BitmapMasks | PolygonMasks]): Masks of each image's
-            ground-truth instances.
-        mask_size (int | tuple[int, int]): Target ``(h, w)``.
-        binarize (bool): Threshold the targets at 0.5. Defaults to True.
-
-    Returns:
-        Tensor: ``(P, h, w)`` float32 targets, in the order of ``boxes``.
-    """
-    size = _pair(mask_size)
-    device = boxes.device
-    out = boxes.new_zeros((len(boxes), *size), dtype=torch.float32)
-    if len(boxes) == 0:
-        return out
-    counts = [len(masks) for masks in gt_masks]
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    gt_index_np = gt_index.cpu().numpy()
-    img_of = np.searchsorted(starts, gt_index_np, side='right') - 1
-    # Bitmap masks of equal size share one RoIAlign call.
-    groups = defaultdict(list)
-    for img in np.unique(img_of).tolist():
-        masks = gt_masks[img]
-        if isinstance(masks, BitmapMasks):
-            groups[_mask_size(masks)].append(img)
-        elif isinstance(masks, PolygonMasks):
-            groups[('polygon', img)].append(img)
-        else:
-            raise TypeError(
-                f'gt_instances.masks of image {img} is a '
-                f'{type(masks).__name__}; expected BitmapMasks or '
-                'PolygonMasks (LoadAnnotations with with_mask=True)')
-    boxes = boxes.detach().float()
-    for key, imgs in groups.items():
-        rows = np.flatnonzero(np.isin(img_of, imgs))
-        height, width = _mask_size(gt_masks[imgs[0]])
-        bounds = boxes.new_tensor([width, height, width, height])
-        clipped = torch.minimum(boxes[rows].clamp(min=0), bounds)
-        if key[0] == 'polygon':
-            local = gt_index_np[rows] - starts[imgs[0]]
-            targets = gt_masks[imgs[0]].crop_and_resize(
-                clipped.cpu().numpy(), size, inds=local, device=device,
-                binarize=binarize).to_ndarray()
-            out[torch.as_tensor(rows, device=device)] = torch.as_tensor(
-                targets, dtype=torch.float32, device=device)
-            continue
-        offsets = {}
-        stacked = []
-        for img in imgs:
-            offsets[img] = sum(len(m) for m in stacked)
-            stacked.append(gt_masks[img].masks)
-        stacked = torch.from_numpy(np.concatenate(stacked)).to(
-            device=device, dtype=torch.float32)
-        local = np.array([
-            gt_index_np[r] - starts[img_of[r]] + offsets[img_of[r]]
-            for r in rows
-        ])
-        rois = torch.cat([
-            torch.as_tensor(local, device=device,
-                            dtype=torch.float32)[:, None], clipped
-        ], 1)
-        targets = roi_align(stacked[:, None], rois, size, 1.0, 0, 'avg',
-                            True).squeeze(1)
-        if binarize:
-            targets = (targets >= 0.5).float()
-        out[torch.as_tensor(rows, device=device)] = targets
-    return out
+    """The mask target of each positive box (see
+    :meth:`GroundTruthMasks.targets`; ``gt_masks`` as there)."""
+    return GroundTruthMasks(gt_masks, boxes.device).targets(
+        boxes, gt_index, mask_size, binarize)
 
 
 def _axis_weights(lo: Tensor, hi: Tensor, start: Tensor, length: int,
