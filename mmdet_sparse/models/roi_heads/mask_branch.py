@@ -1,6 +1,6 @@
 """QueryInst's mask branch of :class:`SparseRoIHead`."""
 import inspect
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -79,14 +79,40 @@ class MaskBranchMixin:
             return self.mask_roi_extractor[stage]
         return self.mask_roi_extractor
 
-    def _mask_logits(self, stage: int, x: Tuple[Tensor], img_ids: Tensor,
-                     boxes: Tensor, attn_feats: Tensor) -> Tensor:
-        """Mask logits ``(M, K, S, S)`` of ``M`` boxes ``(M, 4)`` of images
-        ``img_ids`` ``(M,)`` with their proposal features ``(M, C)``."""
+    def _mask_logits(self,
+                     stage: int,
+                     x: Tuple[Tensor],
+                     img_ids: Tensor,
+                     boxes: Tensor,
+                     attn_feats: Tensor,
+                     labels: Tensor,
+                     rows: Optional[Tensor] = None) -> Tensor:
+        """Mask logits of one class per wanted map.
+
+        Args:
+            stage (int): Stage index.
+            x (tuple[Tensor]): FPN levels.
+            img_ids (Tensor): ``(M,)`` image of each box.
+            boxes (Tensor): ``(M, 4)`` boxes, xyxy pixels.
+            attn_feats (Tensor): ``(M, C)`` their proposal features.
+            labels (Tensor): ``(n,)`` class of each wanted map.
+            rows (Tensor, optional): ``(n,)`` box of each wanted map;
+                ``arange(M)`` when None.
+
+        Returns:
+            Tensor: ``(n, S, S)`` logits.
+        """
         rois = torch.cat([img_ids[:, None].to(boxes), boxes], dim=1)
         extractor = self._mask_extractor(stage)
         roi_feats = extractor(x[:extractor.num_inputs], rois)
-        return self.mask_head[stage](roi_feats, attn_feats)
+        head = self.mask_head[stage]
+        if hasattr(head, 'label_logits'):
+            return head.label_logits(
+                head.forward_features(roi_feats, attn_feats), labels, rows)
+        # Another head (e.g. MMDetection's): all K maps, then one each.
+        if rows is None:
+            rows = torch.arange(len(labels), device=labels.device)
+        return select_label_channel(head(roi_feats, attn_feats), rows, labels)
 
     def _mask_loss(self, stage: int, x: Tuple[Tensor], boxes: Tensor,
                    attn_feats: Tensor, matched: Tensor, gt_labels: Tensor,
@@ -114,7 +140,8 @@ class MaskBranchMixin:
         img_ids = torch.div(pos, num_proposals, rounding_mode='floor')
         pos_boxes = boxes.reshape(-1, 4)[pos]
         logits = self._mask_logits(stage, x, img_ids, pos_boxes,
-                                   attn_feats.flatten(0, 1)[pos])
+                                   attn_feats.flatten(0, 1)[pos],
+                                   gt_labels[pos_gt])
         if pos.numel() == 0:
             return logits.sum()
         head = self.mask_head[stage]
@@ -125,10 +152,8 @@ class MaskBranchMixin:
         targets = gt_masks.targets(
             pos_boxes, pos_gt, cfg['mask_size'],
             binarize=not cfg.get('soft_mask_target', False))
-        preds = select_label_channel(
-            logits, torch.arange(len(pos), device=pos.device),
-            gt_labels[pos_gt]).sigmoid()
-        return head.loss_mask(preds, targets, avg_factor=avg_factor)
+        return head.loss_mask(logits.sigmoid(), targets,
+                              avg_factor=avg_factor)
 
     @staticmethod
     def _gt_masks(batch_data_samples, device) -> GroundTruthMasks:
@@ -192,10 +217,9 @@ class MaskBranchMixin:
             uniq, inverse = torch.unique(keys, return_inverse=True)
             first = torch.full_like(uniq, len(keys)).scatter_reduce_(
                 0, inverse, torch.arange(len(keys), device=device), 'amin')
-            logits = self._mask_logits(self.num_stages - 1, x,
-                                       img_ids[first], boxes[first],
-                                       attn[first])
-            probs = select_label_channel(logits, inverse, labels).sigmoid()
+            probs = self._mask_logits(self.num_stages - 1, x,
+                                      img_ids[first], boxes[first],
+                                      attn[first], labels, inverse).sigmoid()
         for res, meta, img_probs in zip(results_list, batch_img_metas,
                                         probs.split(counts)):
             factor = res.bboxes.new_tensor(meta['scale_factor']).repeat(1, 2)

@@ -1,6 +1,8 @@
 """QueryInst's dynamic mask head: one per stage of the cascade."""
 import copy
+from typing import Optional
 
+import torch
 from mmdet.models.roi_heads.mask_heads import \
     DynamicMaskHead as _MMDetDynamicMaskHead
 from mmdet.utils import ConfigType
@@ -40,9 +42,11 @@ class DynamicMaskHead(_MMDetDynamicMaskHead):
     MMDetection's ``DynamicMaskHead`` is the parent: its layers, parameter
     names (checkpoints load unchanged), initialisation, ``loss_and_target``
     and ``predict_by_feat`` are kept, so this head also works inside
-    MMDetection's ``SparseRoIHead``. Only :meth:`forward` differs: the
-    dynamic convolution's ``(M, S*S, C)`` output enters the convolutions as a
-    channels-last view instead of being copied to channels-first.
+    MMDetection's ``SparseRoIHead``. The dynamic convolution's
+    ``(M, S*S, C)`` output enters the convolutions as a channels-last view
+    instead of being copied to channels-first, and :meth:`label_logits`
+    gives the one class map per RoI that the loss and the predictions use,
+    without the other ``K - 1`` maps.
 
     Args:
         dynamic_conv_cfg (dict): Config of the dynamic interaction; an
@@ -70,6 +74,13 @@ class DynamicMaskHead(_MMDetDynamicMaskHead):
         Returns:
             Tensor: ``(M, K, 2S, 2S)`` logits (``K = num_classes``).
         """
+        return self.conv_logits(self.forward_features(roi_feat,
+                                                      proposal_feat))
+
+    def forward_features(self, roi_feat: Tensor,
+                         proposal_feat: Tensor) -> Tensor:
+        """The features ``(M, C', 2S, 2S)`` the classifier sees (arguments
+        as :meth:`forward`)."""
         num_rois, channels, height, width = roi_feat.shape
         feats = self.instance_interactive_conv(
             proposal_feat.reshape(-1, self.in_channels), roi_feat)
@@ -82,4 +93,36 @@ class DynamicMaskHead(_MMDetDynamicMaskHead):
             x = self.upsample(x)
             if self.upsample_method == 'deconv':
                 x = self.relu(x)
-        return self.conv_logits(x)
+        return x
+
+    def label_logits(self,
+                     feats: Tensor,
+                     labels: Tensor,
+                     rows: Optional[Tensor] = None) -> Tensor:
+        """The logits of one class per RoI: ``conv_logits`` restricted to
+        the channel ``labels[i]`` of RoI ``rows[i]`` (the only logits the
+        loss and the predictions use).
+
+        Args:
+            feats (Tensor): :meth:`forward_features` output
+                ``(M, C', H, W)``.
+            labels (Tensor): ``(n,)`` class of each wanted map (ignored by
+                a class-agnostic head).
+            rows (Tensor, optional): ``(n,)`` RoI of each wanted map;
+                ``arange(M)`` when None.
+
+        Returns:
+            Tensor: ``(n, H, W)`` logits.
+        """
+        if self.class_agnostic:
+            labels = torch.zeros_like(labels)
+        weight = self.conv_logits.weight.flatten(1)[labels]  # (n, C')
+        bias = self.conv_logits.bias[labels]
+        if rows is not None:
+            feats = feats[rows]
+        num, channels, height, width = feats.shape
+        pixels = feats.permute(0, 2, 3, 1).reshape(num, height * width,
+                                                   channels)
+        logits = torch.baddbmm(bias[:, None, None], pixels, weight[:, :,
+                                                                   None])
+        return logits.view(num, height, width)

@@ -47,6 +47,25 @@ class TestDynamicMaskHead(TestCase):
             torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4,
                                        atol=1e-5, msg=name)
 
+    def test_label_logits_are_the_label_channels(self):
+        torch.manual_seed(1)
+        head = build_in_scope(_cfg(), 'mmdet_sparse', MODELS)
+        head.init_weights()
+        torch.nn.init.normal_(head.conv_logits.bias)
+        head.eval()
+        roi_feats = torch.randn(4, 32, 14, 14)
+        proposal_feats = torch.randn(4, 32)
+        full = head(roi_feats, proposal_feats)
+        feats = head.forward_features(roi_feats, proposal_feats)
+        labels = torch.tensor([3, 0, 4, 4, 1])
+        rows = torch.tensor([0, 0, 2, 3, 1])
+        torch.testing.assert_close(
+            head.label_logits(feats, labels, rows), full[rows, labels],
+            rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            head.label_logits(feats, labels[:4]),
+            full[torch.arange(4), labels[:4]], rtol=1e-5, atol=1e-5)
+
     def test_own_dynamic_conv_in_any_scope(self):
         """An unscoped DynamicConv is this package's even when the default
         scope is MMDetection's."""
