@@ -287,7 +287,9 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
 
         Returns:
             list[InstanceData]: ``bboxes`` ``(k, 4)``, ``scores`` ``(k,)``,
-            ``labels`` ``(k,)`` per image, sorted by score.
+            ``labels`` ``(k,)`` per image, sorted by score; with a mask head
+            also ``proposal_index`` ``(k,)`` and ``attn_feats`` ``(k, C)``,
+            which :meth:`predict_mask` consumes.
         """
         boxes, feats = self._proposals(rpn_results_list)
         for stage in range(self.num_stages):
