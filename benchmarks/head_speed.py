@@ -11,6 +11,13 @@ matching, losses, backward) and ``infer`` (batch 1, no grad).
     python benchmarks/head_speed.py --profile train  # torch.profiler table
     python benchmarks/head_speed.py --memory         # peak RSS, subprocesses
     python benchmarks/head_speed.py --boxes spread   # trained-like proposals
+    python benchmarks/head_speed.py --model queryinst --proposals 100
+
+``--model queryinst`` times QueryInst's heads (a dynamic mask head per
+stage; the ground truth gets elliptic masks, and inference runs the heads
+in eval mode and pastes the masks into the image); before timing it prints
+the largest relative difference of the two implementations' losses and the
+share of mask pixels on which they differ.
 
 ``--boxes image`` keeps the initial proposals (every box the whole image, so
 every RoI pools from the coarsest level, as at the start of training);
@@ -35,13 +42,25 @@ from mmengine.structures import InstanceData
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OUR_CONFIG = osp.join(REPO, 'configs', 'sparse_rcnn_r50_fpn_1x_coco.py')
+OUR_QUERYINST = osp.join(REPO, 'configs', 'queryinst',
+                         'queryinst_r50_fpn_1x_coco.py')
+# Set by --model: 'sparse_rcnn' or 'queryinst'.
+MODEL = 'sparse_rcnn'
 
 
 def mmdet_config_path() -> str:
     import mmdet
+    if MODEL == 'queryinst':
+        return osp.join(
+            osp.dirname(mmdet.__file__), '.mim', 'configs', 'queryinst',
+            'queryinst_r50_fpn_1x_coco.py')
     return osp.join(
         osp.dirname(mmdet.__file__), '.mim', 'configs', 'sparse_rcnn',
         'sparse-rcnn_r50_fpn_1x_coco.py')
+
+
+def our_config_path() -> str:
+    return OUR_QUERYINST if MODEL == 'queryinst' else OUR_CONFIG
 
 
 def build_heads(cfg_path: str, scope: str, num_proposals: int):
@@ -82,10 +101,31 @@ def head_pair(num_proposals: int, boxes: str = 'image'):
         with torch.no_grad():
             ref[0].init_proposal_bboxes.weight.copy_(
                 spread_boxes(num_proposals))
-    ours = build_heads(OUR_CONFIG, 'mmdet_sparse', num_proposals)
+    if MODEL == 'queryinst':
+        # Smaller box deltas keep the random heads' boxes inside the image,
+        # as a trained model's are (MMDetection's CPU mask paste fails on a
+        # box outside the image).
+        with torch.no_grad():
+            for head in ref[1].bbox_head:
+                head.fc_reg.weight.mul_(0.1)
+    ours = build_heads(our_config_path(), 'mmdet_sparse', num_proposals)
     for src, dst in zip(ref, ours):
         dst.load_state_dict(src.state_dict(), strict=True)
     return {'mmdet': ref, 'ours': ours}
+
+
+def ellipse_masks(boxes: torch.Tensor, h: int, w: int):
+    """``BitmapMasks`` with the ellipse inscribed in each box."""
+    import numpy as np
+
+    from mmdet.structures.mask import BitmapMasks
+    ys, xs = np.mgrid[:h, :w] + 0.5
+    masks = np.zeros((len(boxes), h, w), np.uint8)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        rx, ry = max((x1 - x0) / 2, 1), max((y1 - y0) / 2, 1)
+        masks[k] = (((xs - (x0 + x1) / 2) / rx)**2 +
+                    ((ys - (y0 + y1) / 2) / ry)**2) <= 1
+    return BitmapMasks(masks, h, w)
 
 
 def make_inputs(batch: int, img_size, num_gts: int, seed: int = 0):
@@ -109,24 +149,48 @@ def make_inputs(batch: int, img_size, num_gts: int, seed: int = 0):
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1),
             labels=torch.randint(0, 80, (num_gts, ), generator=gen))
+        if MODEL == 'queryinst':
+            sample.gt_instances.masks = ellipse_masks(
+                sample.gt_instances.bboxes, h, w)
         samples.append(sample)
     return feats, samples
 
 
-def train_step(heads, feats, samples) -> None:
+def train_step(heads, feats, samples) -> dict:
     rpn, roi = heads
+    roi.train()
     feats = [f.detach().requires_grad_() for f in feats]
     _, proposals = rpn.loss_and_predict(feats, copy.deepcopy(samples))
     losses = roi.loss(feats, proposals, samples)
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     for module in heads:
         module.zero_grad(set_to_none=True)
+    return losses
 
 
 @torch.no_grad()
-def infer_step(heads, feats, samples) -> None:
+def infer_step(heads, feats, samples) -> list:
     rpn, roi = heads
-    roi.predict(feats, rpn.predict(feats, samples), samples, rescale=True)
+    roi.eval()  # the mask heads' BatchNorm
+    return roi.predict(feats, rpn.predict(feats, samples), samples,
+                       rescale=True)
+
+
+def parity(pairs, img_size) -> dict:
+    """Largest relative loss difference (train, batch 2) and the share of
+    mask pixels that differ (inference, batch 1), ours against mmdet."""
+    feats, samples = make_inputs(2, img_size, num_gts=7)
+    losses = {n: train_step(h, feats, samples) for n, h in pairs.items()}
+    loss_diff = max(
+        ((losses['ours'][k] - v).abs() / v.abs().clamp(min=1e-12)).item()
+        for k, v in losses['mmdet'].items())
+    feats, samples = make_inputs(1, img_size, num_gts=7)
+    preds = {n: infer_step(h, feats, samples)[0] for n, h in pairs.items()}
+    order = {n: torch.argsort(p.scores, descending=True, stable=True)
+             for n, p in preds.items()}
+    masks = {n: p.masks[order[n]] for n, p in preds.items()}
+    differ = (masks['ours'] != masks['mmdet']).float().mean().item()
+    return dict(loss_rel_diff=loss_diff, mask_pixels_differ=differ)
 
 
 STEPS = {'train': (train_step, 2), 'infer': (infer_step, 1)}
@@ -136,6 +200,8 @@ def time_modes(num_proposals: int, modes, repeats: int, img_size,
                boxes: str = 'image'):
     """Median seconds per implementation and mode, runs alternating."""
     pairs = head_pair(num_proposals, boxes)
+    if MODEL == 'queryinst':
+        print(f'{num_proposals} proposals, parity: {parity(pairs, img_size)}')
     results = {}
     for mode in modes:
         step, batch = STEPS[mode]
@@ -184,7 +250,8 @@ def peak_memory(impl: str, mode: str, num_proposals: int, img_size,
     """Peak RSS growth (MiB) of one step, in a fresh process (Linux)."""
     out = subprocess.run(
         [sys.executable, __file__, '--child', impl, mode, str(num_proposals),
-         str(img_size[0]), str(img_size[1]), '--boxes', boxes],
+         str(img_size[0]), str(img_size[1]), '--boxes', boxes, '--model',
+         MODEL],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
@@ -243,8 +310,13 @@ def main() -> None:
                         help='initial proposals: whole image or spread')
     parser.add_argument('--full-model', action='store_true',
                         help='also time backbone+FPN to give the heads share')
+    parser.add_argument('--model', default='sparse_rcnn',
+                        choices=['sparse_rcnn', 'queryinst'],
+                        help='Sparse R-CNN heads, or QueryInst (with masks)')
     parser.add_argument('--child', nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     warnings.filterwarnings('ignore')
     MMLogger.get_instance('mmengine', log_level='ERROR')
     import mmdet_sparse  # noqa: F401
@@ -258,9 +330,9 @@ def main() -> None:
             print(f'== {args.impl} {args.profile}, {num} proposals')
             profile(args.profile, num, img_size, args.impl, args.boxes)
         return
-    print(f'CPU threads: {torch.get_num_threads()}, input {img_size}, '
-          f'proposal boxes: {args.boxes}, median of {args.repeats}, runs '
-          'alternating\n')
+    print(f'{args.model} heads, CPU threads: {torch.get_num_threads()}, '
+          f'input {img_size}, proposal boxes: {args.boxes}, median of '
+          f'{args.repeats}, runs alternating\n')
     print('| proposals | mode | mmdet (s) | ours (s) | ours/mmdet |')
     print('|---|---|---|---|---|')
     for num in args.proposals:

@@ -3,6 +3,7 @@ import copy
 import os
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
@@ -10,6 +11,7 @@ from mmengine.structures import InstanceData
 import mmdet
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
 
 import mmdet_sparse
 from mmdet_sparse.registry import MODELS
@@ -18,6 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, 'configs')
 MMDET_CONFIG_DIR = os.path.join(
     os.path.dirname(mmdet.__file__), '.mim', 'configs', 'sparse_rcnn')
+MMDET_QUERYINST_DIR = os.path.join(
+    os.path.dirname(mmdet.__file__), '.mim', 'configs', 'queryinst')
+QUERYINST = 'queryinst_r50_fpn_1x_coco.py'
 
 mmdet_sparse.register_all_modules(init_default_scope=False)
 
@@ -28,6 +33,14 @@ def our_config(name: str = 'sparse_rcnn_r50_fpn_1x_coco.py') -> Config:
 
 def mmdet_config(name: str = 'sparse-rcnn_r50_fpn_1x_coco.py') -> Config:
     return Config.fromfile(os.path.join(MMDET_CONFIG_DIR, name))
+
+
+def our_queryinst_config(name: str = QUERYINST) -> Config:
+    return Config.fromfile(os.path.join(CONFIG_DIR, 'queryinst', name))
+
+
+def mmdet_queryinst_config(name: str = QUERYINST) -> Config:
+    return Config.fromfile(os.path.join(MMDET_QUERYINST_DIR, name))
 
 
 def build_in_scope(cfg: dict, scope: str, registry=MODELS):
@@ -45,9 +58,10 @@ def build_heads(model_cfg: dict, scope: str, num_classes: int,
     model_cfg = copy.deepcopy(model_cfg)
     rpn = dict(model_cfg['rpn_head'], num_proposals=num_proposals)
     roi = copy.deepcopy(model_cfg['roi_head'])
-    heads = roi['bbox_head']
-    for head in (heads if isinstance(heads, list) else [heads]):
-        head['num_classes'] = num_classes
+    for key in ('bbox_head', 'mask_head'):
+        heads = roi.get(key) or []
+        for head in (heads if isinstance(heads, list) else [heads]):
+            head['num_classes'] = num_classes
     roi['train_cfg'] = model_cfg['train_cfg']['rcnn']
     roi['test_cfg'] = dict(model_cfg['test_cfg']['rcnn'],
                            max_per_img=num_proposals)
@@ -56,15 +70,23 @@ def build_heads(model_cfg: dict, scope: str, num_classes: int,
             build_in_scope(roi, scope, registry))
 
 
-def head_pair(num_classes: int = 80, num_proposals: int = 100, seed: int = 0):
-    """MMDetection's reference heads and ours with identical weights."""
+def head_pair(num_classes: int = 80, num_proposals: int = 100, seed: int = 0,
+              masks: bool = False, channels: int = 256):
+    """MMDetection's reference heads and ours with identical weights
+    (Sparse R-CNN, or QueryInst with ``masks``, ``channels`` wide)."""
     torch.manual_seed(seed)
-    ref_rpn, ref_roi = build_heads(mmdet_config().model, 'mmdet', num_classes,
+    ref_cfg = mmdet_queryinst_config().model if masks else \
+        mmdet_config().model
+    our_cfg = our_queryinst_config().model if masks else our_config().model
+    if masks and channels != 256:
+        ref_cfg = narrow_queryinst(ref_cfg, channels)
+        our_cfg = narrow_queryinst(our_cfg, channels)
+    ref_rpn, ref_roi = build_heads(ref_cfg, 'mmdet', num_classes,
                                    num_proposals)
     ref_rpn.init_weights()
     ref_roi.init_weights()
-    our_rpn, our_roi = build_heads(our_config().model, 'mmdet_sparse',
-                                   num_classes, num_proposals)
+    our_rpn, our_roi = build_heads(our_cfg, 'mmdet_sparse', num_classes,
+                                   num_proposals)
     our_rpn.load_state_dict(ref_rpn.state_dict(), strict=True)
     our_roi.load_state_dict(ref_roi.state_dict(), strict=True)
     return (ref_rpn, ref_roi), (our_rpn, our_roi)
@@ -118,6 +140,58 @@ def data_samples(img_shapes: Sequence[Tuple[int, int]],
             bboxes=boxes,
             labels=torch.randint(0, num_classes, (n, ), generator=gen))
         samples.append(sample)
+    return samples
+
+
+def narrow_queryinst(model_cfg: dict, channels: int = 32) -> dict:
+    """A QueryInst model config with ``channels`` wide heads (the
+    architecture unchanged), so that parity tests run in seconds."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg['rpn_head']['proposal_feature_channel'] = channels
+    roi = cfg['roi_head']
+    roi['proposal_feature_channel'] = channels
+    for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
+        roi[key]['out_channels'] = channels
+    for key in ('bbox_head', 'mask_head'):
+        heads = roi[key]
+        for head in (heads if isinstance(heads, list) else [heads]):
+            head['in_channels'] = channels
+            head['dynamic_conv_cfg'].update(
+                in_channels=channels, feat_channels=channels // 4,
+                out_channels=channels)
+            if key == 'bbox_head':
+                head['feedforward_channels'] = 4 * channels
+            else:
+                head['conv_out_channels'] = channels
+    return cfg
+
+
+def ellipse_masks(boxes: torch.Tensor, height: int, width: int,
+                  seed: int = 0) -> BitmapMasks:
+    """An ellipse inside each box, with a few random pixels flipped, as
+    ``BitmapMasks`` of ``height x width``."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[:height, :width] + 0.5
+    masks = np.zeros((len(boxes), height, width), np.uint8)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        rx, ry = max((x1 - x0) / 2, 1), max((y1 - y0) / 2, 1)
+        inside = ((xs - cx) / rx)**2 + ((ys - cy) / ry)**2 <= 1
+        noise = rng.random((height, width)) < 0.05
+        masks[k] = inside ^ (noise & (np.abs(xs - cx) < rx)
+                             & (np.abs(ys - cy) < ry))
+    return BitmapMasks(masks, height, width)
+
+
+def add_masks(samples: List[DetDataSample], seed: int = 0
+              ) -> List[DetDataSample]:
+    """Give each sample ``gt_instances.masks`` of the batch's padded
+    shape (as ``DetDataPreprocessor(pad_mask=True)`` leaves them)."""
+    pad_h = max(s.metainfo['pad_shape'][0] for s in samples)
+    pad_w = max(s.metainfo['pad_shape'][1] for s in samples)
+    for i, sample in enumerate(samples):
+        sample.gt_instances.masks = ellipse_masks(
+            sample.gt_instances.bboxes, pad_h, pad_w, seed + i)
     return samples
 
 

@@ -106,6 +106,9 @@ def main() -> None:
     print(f"[demo] val COCO bbox mAP: {metrics['coco/bbox_mAP']:.3f} "
           f"(mAP@0.5 {metrics['coco/bbox_mAP_50']:.3f}), seed {args.seed}, "
           f'{minutes:.1f} min')
+    if 'coco/segm_mAP' in metrics:  # a model with masks (QueryInst)
+        print(f"[demo] val COCO segm mAP: {metrics['coco/segm_mAP']:.3f} "
+              f"(mAP@0.5 {metrics['coco/segm_mAP_50']:.3f})")
     print(f'[demo] predictions drawn: {len(pictures)} images in '
           f'{vis_path}')
     print(f'[demo] loss / mAP curves: {curve}', flush=True)

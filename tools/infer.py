@@ -7,7 +7,9 @@ Example::
 
 Writes the drawn images (or the drawn video) to ``OUT_DIR/vis/`` and every
 predicted box, whatever its score, to ``OUT_DIR/results.json`` in COCO
-result format. ``--score-thr`` only decides which boxes are drawn.
+result format; a model with masks (QueryInst) also draws them and writes
+each as compressed RLE (``segmentation``). ``--score-thr`` only decides
+which boxes are drawn.
 
 Exit status 0 when every input was processed; 3 when a video ended before
 the frame count of its container (cut short or damaged): the results of the

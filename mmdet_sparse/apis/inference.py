@@ -8,8 +8,9 @@ The helpers here back ``tools/infer.py``:
 * :func:`build_inferencer` builds MMDetection's ``DetInferencer`` for a
   config and checkpoint of this package.
 * :func:`det_sample_to_coco` converts one prediction into COCO result
-  records (``bbox`` as ``[x, y, w, h]``) with *all* boxes: the score
-  threshold only concerns drawing.
+  records (``bbox`` as ``[x, y, w, h]``, and ``segmentation`` as compressed
+  RLE when the model predicts masks) with *all* boxes: the score threshold
+  only concerns drawing (masks are drawn too).
 * :func:`run_inference` runs everything and writes ``vis/`` and
   ``results.json`` under an output folder.
 """
@@ -135,10 +136,12 @@ def det_sample_to_coco(data_sample: Any,
             the label itself when not given.
 
     Returns:
-        list[dict]: One record per box, ``bbox`` as ``[x, y, w, h]``. No
-        score threshold is applied.
+        list[dict]: One record per box, ``bbox`` as ``[x, y, w, h]``, plus
+        ``segmentation`` (COCO compressed RLE) when the prediction has
+        ``masks``. No score threshold is applied.
     """
     pred = data_sample.pred_instances
+    segmentations = _masks_to_rle(pred.masks) if 'masks' in pred else None
     bboxes = _to_numpy(pred.bboxes).reshape(-1, 4).astype(np.float64)
     scores = _to_numpy(pred.scores).reshape(-1).astype(np.float64)
     labels = _to_numpy(pred.labels).reshape(-1).astype(np.int64)
@@ -160,7 +163,19 @@ def det_sample_to_coco(data_sample: Any,
                           float(y2 - y1)]
         record['score'] = float(score)
         records.append(record)
+    if segmentations is not None:
+        for record, rle in zip(records, segmentations):
+            record['segmentation'] = rle
     return records
+
+
+def _masks_to_rle(masks: Any) -> List[Dict[str, Any]]:
+    """COCO compressed RLE (``counts`` as str) of ``(k, H, W)`` masks."""
+    from pycocotools import mask as mask_utils
+    masks = _to_numpy(masks).astype(np.uint8)
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    return [dict(size=[int(s) for s in rle['size']],
+                 counts=rle['counts'].decode('ascii')) for rle in rles]
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -25,8 +25,10 @@ Box convention: a box ``[x, y, w, h]`` is the tight extent of the object's
 *visible* pixels (after occlusion and clipping), in pixel-edge coordinates,
 so ``0 <= x``, ``x + w <= width``. An object with less than ``min_visible`` of
 its pixels visible is not drawn at all, so every drawn shape is annotated.
-``area`` is the visible pixel count. Same seed and parameters give
-byte-identical JSON and identical pixels.
+``area`` is the visible pixel count. ``segmentation`` is the exact mask of
+the visible pixels as COCO compressed RLE (``{'size': [h, w], 'counts':
+str}``), so the data serves instance segmentation too. Same seed and
+parameters give byte-identical JSON and identical pixels.
 """
 import inspect
 import json
@@ -41,8 +43,9 @@ import cv2
 import numpy as np
 
 SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross')
-#: Bump when the drawing changes, so cached copies are regenerated.
-SHAPES_DATA_VERSION = 2
+#: Bump when the drawing or the annotations change, so cached copies are
+#: regenerated (3: RLE ``segmentation`` added; boxes and pixels as in 2).
+SHAPES_DATA_VERSION = 3
 _SPLITS = ('train', 'val')
 
 
@@ -204,6 +207,25 @@ def _visible(objs: List[Dict], h: int, w: int) -> List[Optional[Dict]]:
     return out
 
 
+def _visible_masks(objs: List[Dict], h: int, w: int) -> List[np.ndarray]:
+    """Full-image ``(h, w)`` bool mask of each object's visible pixels
+    (later objects cover earlier ones, as drawn)."""
+    owner = np.zeros((h, w), np.int32)
+    for k, obj in enumerate(objs):
+        ys, xs, m = _clip(obj, h, w)
+        owner[ys, xs][m] = k + 1
+    return [owner == k + 1 for k in range(len(objs))]
+
+
+def mask_to_rle(mask: np.ndarray) -> Dict[str, Any]:
+    """COCO compressed RLE of a ``(h, w)`` bool mask, JSON-ready
+    (``counts`` as str)."""
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return dict(size=[int(s) for s in rle['size']],
+                counts=rle['counts'].decode('ascii'))
+
+
 def _render_image(rng: np.random.Generator, h: int, w: int,
                   empty_prob: float, crowded_prob: float, max_objects: int,
                   min_visible: float, min_size: float,
@@ -241,7 +263,9 @@ def _render_image(rng: np.random.Generator, h: int, w: int,
             tex[rim] = tex[rim] * 0.5 + (128 if rng.random() < 0.5 else 0)
         patch[m] = tex[m]
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    return img, [dict(label=o['label'], **v) for o, v in zip(objs, vis)]
+    segs = [mask_to_rle(m) for m in _visible_masks(objs, h, w)]
+    return img, [dict(label=o['label'], segmentation=seg, **v)
+                 for o, v, seg in zip(objs, vis, segs)]
 
 
 def generate_shapes_dataset(out_dir: Union[str, Path],
@@ -324,6 +348,7 @@ def generate_shapes_dataset(out_dir: Union[str, Path],
                 anns.append(dict(id=len(anns) + 1, image_id=i + 1,
                                  category_id=obj['label'] + 1,
                                  bbox=obj['bbox'], area=obj['count'],
+                                 segmentation=obj['segmentation'],
                                  iscrowd=0))
         coco = dict(info=dict(description=f'synthetic shapes ({split})',
                               version=str(SHAPES_DATA_VERSION)),

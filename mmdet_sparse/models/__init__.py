@@ -2,8 +2,10 @@
 from . import backbones, dense_heads, roi_heads  # noqa: F401
 from . import test_time_augs  # noqa: F401
 from .dense_heads import EmbeddingRPNHead
-from .roi_heads import DIIHead, DynamicConv, SparseRoIHead
+from .roi_heads import DIIHead, DynamicConv, DynamicMaskHead, SparseRoIHead
 from .test_time_augs import SparseRCNNTTAModel
 
-__all__ = ['EmbeddingRPNHead', 'SparseRoIHead', 'DIIHead', 'DynamicConv',
-           'SparseRCNNTTAModel']
+__all__ = [
+    'EmbeddingRPNHead', 'SparseRoIHead', 'DIIHead', 'DynamicConv',
+    'DynamicMaskHead', 'SparseRCNNTTAModel'
+]

@@ -1,4 +1,5 @@
 """Tests of the synthetic-shapes demo dataset."""
+import hashlib
 import importlib.util
 import json
 import os
@@ -21,9 +22,29 @@ PARAMS = dict(num_train=12, num_val=4, img_size=(128, 160), seed=0,
               empty_prob=0.25, crowded_prob=0.25)
 
 
+# SHA-256 of the images, boxes, categories and pixels that PARAMS gave
+# before the masks were added (data version 2): the masks change nothing else.
+BOXES_AND_PIXELS_V2 = \
+    'e3667cd96bd05a8e0854bcf8add229f6204d5317a50873b05d3fad9ced422608'
+
+
 def _load(out: Path, split: str) -> dict:
     return json.loads((out / 'annotations' / f'instances_{split}.json')
                       .read_text())
+
+
+def _boxes_and_pixels_digest(out: Path) -> str:
+    digest = hashlib.sha256()
+    for split in ('train', 'val'):
+        coco = _load(out, split)
+        boxes = [[a['id'], a['image_id'], a['category_id'], a['bbox'],
+                  a['area'], a['iscrowd']] for a in coco['annotations']]
+        digest.update(json.dumps([coco['images'], boxes,
+                                  coco['categories']]).encode())
+        for png in sorted((out / split).glob('*.png')):
+            digest.update(cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+                          .tobytes())
+    return digest.hexdigest()
 
 
 class TestSyntheticShapes(unittest.TestCase):
@@ -90,6 +111,35 @@ class TestSyntheticShapes(unittest.TestCase):
                 self.assertIn(ann['category_id'], range(1, 6))
                 self.assertEqual(ann['iscrowd'], 0)
 
+    def test_boxes_and_pixels_unchanged_by_masks(self) -> None:
+        self.assertEqual(_boxes_and_pixels_digest(self.out),
+                         BOXES_AND_PIXELS_V2)
+
+    def test_segmentation_is_the_visible_mask(self) -> None:
+        from pycocotools import mask as mask_utils
+        height, width = PARAMS['img_size']
+        for split in ('train', 'val'):
+            coco = _load(self.out, split)
+            owner = {}
+            for ann in coco['annotations']:
+                seg = ann['segmentation']
+                self.assertEqual(seg['size'], [height, width])
+                self.assertIsInstance(seg['counts'], str)
+                mask = mask_utils.decode(
+                    dict(size=seg['size'], counts=seg['counts'].encode()))
+                # Exact: the visible pixel count and their tight box.
+                self.assertEqual(int(mask.sum()), ann['area'])
+                rows = np.flatnonzero(mask.any(1))
+                cols = np.flatnonzero(mask.any(0))
+                self.assertEqual(
+                    [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                     int(rows[-1] - rows[0] + 1)], ann['bbox'])
+                # Objects of an image do not overlap (occlusion cuts).
+                taken = owner.setdefault(ann['image_id'],
+                                         np.zeros_like(mask))
+                self.assertFalse((taken & mask).any())
+                taken |= mask
+
     def test_empty_and_crowded_images(self) -> None:
         counts = []
         for split in ('train', 'val'):
@@ -133,10 +183,17 @@ class TestSyntheticShapes(unittest.TestCase):
                     filter_cfg=None,
                     pipeline=[
                         dict(type='LoadImageFromFile'),
-                        dict(type='LoadAnnotations', with_bbox=True)
+                        dict(type='LoadAnnotations', with_bbox=True,
+                             with_mask=True)
                     ])
                 self.assertEqual(len(dataset), len(coco['images']))
-                boxes = [dataset[i]['gt_bboxes'] for i in range(len(dataset))]
+                items = [dataset[i] for i in range(len(dataset))]
+                boxes = [item['gt_bboxes'] for item in items]
+                for item in items:
+                    masks = item['gt_masks']
+                    self.assertEqual(len(masks), len(item['gt_bboxes']))
+                    self.assertEqual((masks.height, masks.width),
+                                     tuple(PARAMS['img_size']))
             self.assertEqual(sum(len(b) for b in boxes),
                              len(coco['annotations']))
             first = coco['annotations'][0]
@@ -148,6 +205,8 @@ class TestSyntheticShapes(unittest.TestCase):
             self.assertEqual(
                 dataset[index]['gt_bboxes_labels'][0],
                 first['category_id'] - 1)
+            self.assertEqual(int(items[index]['gt_masks'].masks[0].sum()),
+                             first['area'])
 
 
 if __name__ == '__main__':

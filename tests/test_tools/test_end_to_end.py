@@ -8,6 +8,7 @@ import tempfile
 from unittest import TestCase
 
 import torch
+from helpers import REPO
 from mmengine.config import Config
 from tool_runs import losses as _losses
 from tool_runs import run_tool as _run
@@ -16,6 +17,40 @@ from mmengine.hooks import EMAHook
 
 from mmdet_sparse.apis import train_then_test
 from mmdet_sparse.datasets import ensure_shapes_dataset
+
+QUERYINST_CONFIG = """
+_base_ = '{repo}/configs/queryinst/queryinst_r18_fpn_shapes_demo.py'
+data_root = '{data}/'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+custom_hooks = [dict(type='RNGStateHook')]
+train_cfg = dict(max_epochs=2, val_interval=100)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=2, save_best=None))
+log_processor = dict(window_size=1)
+randomness = dict(seed=0)
+"""
 
 class TestEndToEnd(TestCase):
 
@@ -90,6 +125,46 @@ class TestEndToEnd(TestCase):
             mean = (ranks[0][key] + ranks[1][key]) / 2
             self.assertAlmostEqual(mean, value, delta=1e-4 * abs(value),
                                    msg=key)
+
+    def test_queryinst_trains_and_evaluates_boxes_and_masks(self):
+        """QueryInst on the shapes data (4 iterations), evaluated with
+        CocoMetric on boxes and masks, then run by the inference tool."""
+        import torch
+        from mmdet_sparse.apis import (build_inferencer, collect_inputs,
+                                       run_inference)
+        from pycocotools import mask as mask_utils
+        path = osp.join(self.tmp.name, 'queryinst.py')
+        with open(path, 'w') as f:
+            f.write(QUERYINST_CONFIG.format(repo=REPO, data=self.data))
+        cfg = Config.fromfile(path)
+        cfg.work_dir = osp.join(self.tmp.name, 'queryinst')
+        cfg.visualizer.name = 'queryinst_e2e'  # its own (process-wide)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            metrics, trainer, _ = train_then_test(cfg)
+            self.assertEqual(type(trainer.model.roi_head.mask_head[0])
+                             .__module__.split('.')[0], 'mmdet_sparse')
+            for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+                self.assertIn(key, metrics)
+                self.assertTrue(0 <= metrics[key] <= 1, metrics)
+
+            out = osp.join(self.tmp.name, 'queryinst_infer')
+            inferencer = build_inferencer(
+                path, osp.join(cfg.work_dir, 'epoch_2.pth'), 'cpu')
+            run_inference(inferencer,
+                          collect_inputs(osp.join(self.data, 'val')), out)
+        finally:
+            torch.set_num_threads(threads)
+        with open(osp.join(out, 'results.json')) as f:
+            records = json.load(f)
+        self.assertEqual(len(records), 4 * 40)
+        for record in records:
+            mask = mask_utils.decode(
+                dict(record['segmentation'],
+                     counts=record['segmentation']['counts'].encode()))
+            self.assertEqual(mask.shape, (256, 256))  # the original size
+        self.assertEqual(len(glob.glob(osp.join(out, 'vis', '*'))), 4)
 
     def test_train_then_test_evaluates_the_saved_ema_weights(self):
         cfg = Config.fromfile(self._config('ema', epochs=2))

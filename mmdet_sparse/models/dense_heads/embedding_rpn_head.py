@@ -123,12 +123,17 @@ class EmbeddingRPNHead(BaseModule):
             **kwargs: ``rescale`` etc. from the detector; unused.
 
         Returns:
-            list[InstanceData]: per image ``bboxes`` ``(N, 4)`` (xyxy pixels)
-            and ``features`` ``(N, C)``.
+            list[InstanceData]: per image ``bboxes`` ``(N, 4)`` (xyxy pixels),
+            ``features`` ``(N, C)`` and ``imgs_whwh`` ``(N, 4)`` (the
+            unpadded image's ``(w, h, w, h)`` per proposal, which
+            MMDetection's ``SparseRoIHead`` reads).
         """
-        boxes, feats = self([s.metainfo for s in batch_data_samples])
+        metas = [s.metainfo for s in batch_data_samples]
+        boxes, feats = self(metas)
+        whwh = images_whwh(metas, boxes)[:, None].expand(boxes.shape)
         return [
-            InstanceData(bboxes=b, features=f) for b, f in zip(boxes, feats)
+            InstanceData(bboxes=b, features=f, imgs_whwh=wh)
+            for b, f, wh in zip(boxes, feats, whwh)
         ]
 
     def loss_and_predict(self, x: Tuple[Tensor],

@@ -12,6 +12,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 from mmdet_sparse.registry import MODELS, TASK_UTILS
 from ..dense_heads.embedding_rpn_head import images_whwh
+from .mask_branch import MaskBranchMixin
 from .matching import BatchHungarianMatcher
 from .detection_filters import filter_detections
 
@@ -27,15 +28,19 @@ def _per_stage(cfg, num_stages: int, name: str) -> list:
 
 
 @MODELS.register_module()
-class SparseRoIHead(BaseRoIHead):
-    """Sparse R-CNN's cascade of dynamic instance interactive stages.
+class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
+    """Sparse R-CNN's cascade of dynamic instance interactive stages, with
+    QueryInst's mask heads when ``mask_head`` is given.
 
     Each stage pools RoI features of the current boxes, refines the proposal
     features with a :class:`DIIHead`, and decodes new boxes. In training
     each stage is matched to the ground truth one-to-one (Hungarian) and
     supervised; boxes are detached between stages, proposal features are
     not. At test time the last stage's ``N x K`` scores give the top
-    ``max_per_img`` detections, without NMS.
+    ``max_per_img`` detections, without NMS. With masks, each stage's
+    :class:`DynamicMaskHead` is trained on the proposals that stage matched
+    (see :class:`MaskBranchMixin`), and the last one predicts the masks of
+    the detections.
 
     Args:
         num_stages (int): Number of stages. Defaults to 6.
@@ -44,12 +49,17 @@ class SparseRoIHead(BaseRoIHead):
         bbox_roi_extractor (dict | list[dict]): RoI extractor (shared by the
             stages when one dict is given).
         bbox_head (dict | list[dict]): Config of each stage's head.
-        mask_roi_extractor, mask_head: Not supported; must be None.
+        mask_roi_extractor (dict | list[dict], optional): Mask RoI
+            extractor (shared when one dict is given; None pools with the
+            box extractor).
+        mask_head (dict | list[dict], optional): Each stage's mask head
+            (QueryInst); None for boxes only.
         train_cfg (list[dict], optional): Per stage ``assigner`` (a
-            ``HungarianAssigner``), ``sampler`` (``PseudoSampler``) and
-            ``pos_weight``.
+            ``HungarianAssigner``), ``sampler`` (``PseudoSampler``),
+            ``pos_weight`` and, with masks, ``mask_size``.
         test_cfg (dict, optional): ``max_per_img``; optional ``score_thr``
-            and ``clip_to_image`` (see :func:`filter_detections`).
+            and ``clip_to_image`` (see :func:`filter_detections`); with
+            masks ``mask_thr_binary``.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -69,10 +79,6 @@ class SparseRoIHead(BaseRoIHead):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  init_cfg: OptConfigType = None) -> None:
-        if mask_head is not None or mask_roi_extractor is not None:
-            raise NotImplementedError(
-                'SparseRoIHead of mmdet_sparse predicts boxes only; use '
-                "type='mmdet.SparseRoIHead' for a mask head (QueryInst).")
         if len(stage_loss_weights) != num_stages:
             raise ValueError(f'{len(stage_loss_weights)} stage_loss_weights '
                              f'for {num_stages} stages')
@@ -82,6 +88,8 @@ class SparseRoIHead(BaseRoIHead):
         super().__init__(
             bbox_roi_extractor=bbox_roi_extractor,
             bbox_head=bbox_head,
+            mask_roi_extractor=mask_roi_extractor,
+            mask_head=mask_head,
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg)
@@ -100,9 +108,16 @@ class SparseRoIHead(BaseRoIHead):
             MODELS.build(cfg)
             for cfg in _per_stage(bbox_head, self.num_stages, 'bbox_head')
         ])
-
-    def init_mask_head(self, *args, **kwargs) -> None:
-        raise NotImplementedError('SparseRoIHead predicts boxes only.')
+        for stage, head in enumerate(self.bbox_head):
+            if not all(hasattr(head, name) for name in ('decode', 'scores')):
+                raise TypeError(
+                    f'bbox_head[{stage}] is {type(head).__module__}.'
+                    f'{type(head).__name__}; this SparseRoIHead drives '
+                    "mmdet_sparse's DIIHead: use type='DIIHead' (same "
+                    "parameters and checkpoints), or MMDetection's head "
+                    "with its own stages: type='mmdet.SparseRoIHead' with "
+                    "bbox_head type='mmdet.DIIHead' (and train_cfg.rcnn a "
+                    'list of one dict per stage)')
 
     def init_assigner_sampler(self) -> None:
         """One batch matcher per stage, from ``train_cfg[stage].assigner``."""
@@ -129,8 +144,12 @@ class SparseRoIHead(BaseRoIHead):
             return self.bbox_roi_extractor[stage]
         return self.bbox_roi_extractor
 
-    def _stage_forward(self, stage: int, x: Tuple[Tensor], boxes: Tensor,
-                       feats: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def _stage_forward(self,
+                       stage: int,
+                       x: Tuple[Tensor],
+                       boxes: Tensor,
+                       feats: Tensor,
+                       with_attn: bool = False) -> Tuple[Tensor, ...]:
         """Run one stage on a batch.
 
         Args:
@@ -138,10 +157,13 @@ class SparseRoIHead(BaseRoIHead):
             x (tuple[Tensor]): FPN levels, each ``(B, C, H_l, W_l)``.
             boxes (Tensor): Current boxes ``(B, N, 4)``, xyxy pixels.
             feats (Tensor): Proposal features ``(B, N, C)``.
+            with_attn (bool): Also return the post-attention features.
 
         Returns:
             tuple[Tensor]: logits ``(B, N, K)``, refined boxes ``(B, N, 4)``
-            (float32) and proposal features ``(B, N, C)``.
+            (float32) and proposal features ``(B, N, C)``; with
+            ``with_attn`` also the post-attention features ``(B, N, C)``
+            (the mask head's input).
         """
         num_imgs, num_proposals = boxes.shape[:2]
         img_ids = torch.arange(
@@ -151,8 +173,9 @@ class SparseRoIHead(BaseRoIHead):
         extractor = self._extractor(stage)
         roi_feats = extractor(x[:extractor.num_inputs], rois)
         head = self.bbox_head[stage]
-        cls_score, deltas, feats, _ = head(roi_feats, feats)
-        return cls_score, head.decode(boxes, deltas), feats
+        cls_score, deltas, feats, attn_feats = head(roi_feats, feats)
+        outputs = (cls_score, head.decode(boxes, deltas), feats)
+        return outputs + (attn_feats, ) if with_attn else outputs
 
     @staticmethod
     def _proposals(rpn_results_list: InstanceList) -> Tuple[Tensor, Tensor]:
@@ -172,7 +195,8 @@ class SparseRoIHead(BaseRoIHead):
 
         Returns:
             dict[str, Tensor]: ``s{i}.loss_cls``, ``s{i}.pos_acc``,
-            ``s{i}.loss_bbox``, ``s{i}.loss_iou`` for every stage ``i``.
+            ``s{i}.loss_bbox``, ``s{i}.loss_iou`` (and ``s{i}.loss_mask``
+            with masks) for every stage ``i``.
         """
         if not self.matchers:
             raise RuntimeError(
@@ -191,13 +215,17 @@ class SparseRoIHead(BaseRoIHead):
         num_matched = sum(min(len(gt), num_proposals) for gt in gt_instances)
         avg_factor = reduce_mean(whwh.new_tensor(float(num_matched)))
         avg_factor = avg_factor.clamp(min=1.0)
+        if self.with_mask:
+            gt_masks = self._gt_masks(batch_data_samples, boxes.device)
+            mask_avg_factor = avg_factor.item()
 
         losses, used_levels = {}, set()
         for stage in range(self.num_stages):
             head = self.bbox_head[stage]
             used_levels.update(self._levels(stage, boxes))
-            cls_score, new_boxes, feats = self._stage_forward(
-                stage, x, boxes, feats)
+            outputs = self._stage_forward(
+                stage, x, boxes, feats, with_attn=self.with_mask)
+            cls_score, new_boxes, feats = outputs[:3]
             matched = self.matchers[stage](cls_score.detach(),
                                            new_boxes.detach(), gt_instances,
                                            whwh, metas)
@@ -217,6 +245,10 @@ class SparseRoIHead(BaseRoIHead):
             for name, value in stage_losses.items():
                 losses[f's{stage}.{name}'] = (
                     value * weight if 'loss' in name else value)
+            if self.with_mask:
+                losses[f's{stage}.loss_mask'] = weight * self._mask_loss(
+                    stage, x, new_boxes.detach(), outputs[3], matched,
+                    gt_labels, gt_masks, mask_avg_factor)
             boxes = new_boxes.detach()
         # Levels that no stage pooled from stay in the graph with a zero
         # gradient, so that every parameter takes part in every step (as
@@ -259,12 +291,14 @@ class SparseRoIHead(BaseRoIHead):
 
         Returns:
             list[InstanceData]: ``bboxes`` ``(k, 4)``, ``scores`` ``(k,)``,
-            ``labels`` ``(k,)`` per image, sorted by score.
+            ``labels`` ``(k,)`` per image, sorted by score; with a mask head
+            also ``proposal_index`` ``(k,)`` and ``attn_feats`` ``(k, C)``,
+            which :meth:`predict_mask` consumes.
         """
         boxes, feats = self._proposals(rpn_results_list)
         for stage in range(self.num_stages):
-            cls_score, boxes, feats = self._stage_forward(
-                stage, x, boxes, feats)
+            cls_score, boxes, feats, *attn = self._stage_forward(
+                stage, x, boxes, feats, with_attn=self.with_mask)
         scores = self.bbox_head[-1].scores(cls_score.float())
         num_classes = scores.size(-1)
         scores = scores.flatten(1)  # (B, N*K), proposal-major
@@ -282,10 +316,16 @@ class SparseRoIHead(BaseRoIHead):
                                             rescale)
         if keep is None:
             keep = [slice(None)] * len(det_boxes)
-        return [
+        results = [
             InstanceData(bboxes=b[k], scores=s[k], labels=lab[k])
             for b, s, lab, k in zip(det_boxes, top_scores, labels, keep)
         ]
+        if self.with_mask:
+            proposal_index = top_idx // num_classes
+            self._keep_for_masks(
+                results, [p[k] for p, k in zip(proposal_index, keep)],
+                attn[0])
+        return results
 
     def forward(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
                 batch_data_samples: SampleList) -> tuple:

@@ -20,6 +20,19 @@ class TestEmbeddingRPNHead(TestCase):
             self.assertEqual(res.features.shape, (7, 16))
             self.assertTrue(torch.equal(res.bboxes, box.expand(7, 4)))
 
+    def test_results_carry_imgs_whwh(self):
+        """MMDetection's SparseRoIHead reads ``imgs_whwh`` ``(N, 4)``."""
+        head = EmbeddingRPNHead(num_proposals=3, proposal_feature_channel=4)
+        samples = data_samples([(60, 90), (40, 30)], [1, 1])
+        results = head.predict(None, samples)
+        for res, (h, w) in zip(results, [(60, 90), (40, 30)]):
+            self.assertTrue(torch.equal(
+                res.imgs_whwh, torch.tensor([[w, h, w, h]]).float().expand(
+                    3, 4)))
+            self.assertEqual(len(res), 3)
+        _, results = head.loss_and_predict(None, samples)
+        self.assertIn('imgs_whwh', results[0])
+
     def test_init_weights_resets_boxes_keeps_features(self):
         torch.manual_seed(0)
         head = EmbeddingRPNHead(num_proposals=5, proposal_feature_channel=8)

@@ -1,9 +1,15 @@
+import copy
 import math
 from unittest import TestCase
 
 import torch
 
-from helpers import build_heads, data_samples, fpn_features, our_config
+from helpers import (add_masks, build_heads, build_in_scope, data_samples,
+                     fpn_features, max_rel_diff, mmdet_queryinst_config,
+                     narrow_queryinst, our_config, our_queryinst_config)
+from mmdet.registry import MODELS as MMDET_MODELS
+
+CHANNELS = 32
 
 
 def _heads(num_classes=4, num_proposals=10, seed=0):
@@ -21,7 +27,47 @@ def _loss(rpn, roi, shapes, samples, feats=None):
     return roi.loss(feats, proposals, samples)
 
 
+def _queryinst_cfg(mmdet=False, num_classes=4, num_proposals=10):
+    """A 32-channel QueryInst head config (ours or MMDetection's)."""
+    cfg = (mmdet_queryinst_config() if mmdet else our_queryinst_config())
+    cfg = narrow_queryinst(cfg.model, CHANNELS)
+    cfg['rpn_head']['num_proposals'] = num_proposals
+    for key in ('bbox_head', 'mask_head'):
+        heads = cfg['roi_head'][key]
+        for head in (heads if isinstance(heads, list) else [heads]):
+            head['num_classes'] = num_classes
+    cfg['roi_head']['train_cfg'] = cfg['train_cfg']['rcnn']
+    cfg['roi_head']['test_cfg'] = dict(cfg['test_cfg']['rcnn'],
+                                       max_per_img=num_proposals)
+    return cfg
+
+
+def _queryinst_heads(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    cfg = _queryinst_cfg(**kwargs)
+    rpn = build_in_scope(cfg['rpn_head'], 'mmdet_sparse')
+    roi = build_in_scope(cfg['roi_head'], 'mmdet_sparse')
+    rpn.init_weights()
+    roi.init_weights()
+    return rpn, roi
+
+
+def _mask_samples(shapes, num_gts, num_classes=4):
+    return add_masks(data_samples(shapes, num_gts, num_classes))
+
+
 class TestSparseRoIHead(TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        # One thread: on a shared machine, waiting for busy cores costs
+        # more than a second thread gains on these tiny tensors.
+        cls._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    @classmethod
+    def tearDownClass(cls):
+        torch.set_num_threads(cls._threads)
 
     def test_init_weights_reaches_every_stage(self):
         rpn, roi = _heads(num_classes=3)
@@ -237,3 +283,146 @@ class TestSparseRoIHead(TestCase):
             self.assertTrue(torch.equal(clipped.bboxes, boxes[keep]))
             self.assertTrue(torch.equal(clipped.scores, full.scores[keep]))
         self.assertGreater(crossing, 0)  # the case was exercised
+
+
+    # QueryInst (masks) and mixing with MMDetection's heads.
+
+    def test_masks_all_images_without_boxes(self):
+        rpn, roi = _queryinst_heads()
+        shapes = [(64, 96), (64, 64)]
+        samples = _mask_samples(shapes, [0, 0])
+        losses = _loss(rpn, roi, shapes, samples,
+                       fpn_features(shapes, CHANNELS))
+        for i in range(6):
+            self.assertEqual(losses[f's{i}.loss_mask'].item(), 0)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        for name, param in roi.mask_head.named_parameters():
+            self.assertIsNotNone(param.grad, msg=name)
+
+    def test_masks_need_gt_masks(self):
+        rpn, roi = _queryinst_heads()
+        shapes = [(64, 96)]
+        samples = data_samples(shapes, [2], 4)
+        with self.assertRaisesRegex(KeyError, r'img_0\.jpg.*with_mask'):
+            _loss(rpn, roi, shapes, samples, fpn_features(shapes, CHANNELS))
+
+    def test_masks_batched_equal_per_image_and_rescaled(self):
+        rpn, roi = _queryinst_heads(num_proposals=12)
+        rpn.eval()
+        roi.eval()
+        shapes = [(64, 96), (48, 60)]
+        samples = _mask_samples(shapes, [1, 1])
+        feats = fpn_features(shapes, CHANNELS, seed=3)
+        with torch.no_grad():
+            batched = roi.predict(feats, rpn.predict(feats, samples), samples,
+                                  rescale=True)
+            unscaled = roi.predict(feats, rpn.predict(feats, samples),
+                                   samples, rescale=False)
+            for i in range(2):
+                one = [f[i:i + 1] for f in feats]
+                single = roi.predict(one, rpn.predict(one, samples[i:i + 1]),
+                                     samples[i:i + 1], rescale=True)[0]
+                self.assertTrue(torch.equal(batched[i].masks, single.masks))
+                torch.testing.assert_close(batched[i].bboxes, single.bboxes)
+        for res, unsc, sample in zip(batched, unscaled, samples):
+            ori_h, ori_w = sample.metainfo['ori_shape']
+            self.assertEqual(res.masks.shape[1:], (ori_h, ori_w))
+            self.assertEqual(tuple(unsc.masks.shape[1:]),
+                             (round(ori_h * 1.25), round(ori_w * 1.5)))
+            self.assertEqual(set(res.keys()),
+                             {'bboxes', 'scores', 'labels', 'masks'})
+
+    def test_mask_head_must_take_proposal_features(self):
+        cfg = _queryinst_cfg()['roi_head']
+        cfg['mask_head'] = dict(type='FCNMaskHead', num_convs=1,
+                                in_channels=CHANNELS, conv_out_channels=8,
+                                num_classes=4)
+        with self.assertRaisesRegex(TypeError, 'DynamicMaskHead'):
+            build_in_scope(cfg, 'mmdet_sparse')
+
+    def test_mixing_with_mmdetection_heads(self):
+        """This package's EmbeddingRPNHead feeds MMDetection's
+        SparseRoIHead (with this package's mask heads inside), and
+        MMDetection's EmbeddingRPNHead feeds this package's SparseRoIHead:
+        the losses equal MMDetection's own pair's."""
+        ref_cfg = _queryinst_cfg(mmdet=True)
+        torch.manual_seed(0)
+        ref_rpn = build_in_scope(ref_cfg['rpn_head'], 'mmdet', MMDET_MODELS)
+        ref_roi = build_in_scope(ref_cfg['roi_head'], 'mmdet', MMDET_MODELS)
+        ref_rpn.init_weights()
+        ref_roi.init_weights()
+        with torch.no_grad():  # boxes inside the images (MMDetection's
+            for head in ref_roi.bbox_head:  # CPU paste needs it)
+                head.fc_reg.weight.mul_(0.1)
+        mixed_cfg = copy.deepcopy(ref_cfg['roi_head'])
+        mixed_cfg['type'] = 'mmdet.SparseRoIHead'
+        for head in mixed_cfg['bbox_head']:
+            head['type'] = 'mmdet.DIIHead'
+        pairs = {
+            'ours+mmdet': (
+                build_in_scope(ref_cfg['rpn_head'], 'mmdet_sparse'),
+                build_in_scope(mixed_cfg, 'mmdet_sparse')),
+            'mmdet+ours': (
+                build_in_scope(ref_cfg['rpn_head'], 'mmdet', MMDET_MODELS),
+                build_in_scope(_queryinst_cfg()['roi_head'], 'mmdet_sparse')),
+        }
+        own = type(pairs['ours+mmdet'][1].mask_head[0]).__module__
+        self.assertTrue(own.startswith('mmdet_sparse'), own)
+        shapes = [(64, 96), (64, 80)]
+        samples = _mask_samples(shapes, [3, 2])
+        feats = fpn_features(shapes, CHANNELS)
+
+        def run(rpn, roi):
+            _, proposals = rpn.loss_and_predict(feats, copy.deepcopy(samples))
+            losses = roi.loss(feats, proposals, copy.deepcopy(samples))
+            roi.eval()
+            with torch.no_grad():
+                preds = roi.predict(feats, rpn.predict(feats, samples),
+                                    samples, rescale=True)
+            return losses, preds
+
+        ref_losses, ref_preds = run(ref_rpn, ref_roi)
+        for name, (rpn, roi) in pairs.items():
+            rpn.load_state_dict(ref_rpn.state_dict(), strict=True)
+            roi.load_state_dict(ref_roi.state_dict(), strict=True)
+            losses, preds = run(rpn, roi)
+            self.assertEqual(sorted(losses), sorted(ref_losses), msg=name)
+            for key, value in ref_losses.items():
+                self.assertLessEqual(max_rel_diff(losses[key], value), 1e-5,
+                                     msg=f'{name} {key}')
+            for pred, ref in zip(preds, ref_preds):
+                self.assertEqual(pred.masks.shape, ref.masks.shape)
+
+    def test_mix_errors_suggest_working_combinations(self):
+        shapes = [(64, 96)]
+        samples = _mask_samples(shapes, [2])
+        feats = fpn_features(shapes, CHANNELS)
+        # MMDetection's SparseRoIHead around this package's DIIHead.
+        cfg = _queryinst_cfg()['roi_head']
+        cfg['type'] = 'mmdet.SparseRoIHead'
+        cfg['train_cfg'] = [cfg['train_cfg']] * 6  # its format
+        rpn = build_in_scope(_queryinst_cfg()['rpn_head'], 'mmdet_sparse')
+        roi = build_in_scope(cfg, 'mmdet_sparse')
+        with self.assertRaises(TypeError) as error:
+            _loss(rpn, roi, shapes, copy.deepcopy(samples), feats)
+        message = str(error.exception)
+        self.assertIn("type='mmdet.SparseRoIHead'", message)
+        self.assertIn("bbox_head type='mmdet.DIIHead'", message)
+        # ... and the suggested combination works.
+        cfg['bbox_head'] = dict(cfg['bbox_head'], type='mmdet.DIIHead')
+        roi = build_in_scope(cfg, 'mmdet_sparse')
+        losses = _loss(rpn, roi, shapes, copy.deepcopy(samples), feats)
+        self.assertTrue(torch.isfinite(losses['s5.loss_mask']))
+
+        # This package's SparseRoIHead around MMDetection's DIIHead.
+        cfg = _queryinst_cfg()['roi_head']
+        cfg['bbox_head'] = dict(cfg['bbox_head'], type='mmdet.DIIHead')
+        with self.assertRaises(TypeError) as error:
+            build_in_scope(cfg, 'mmdet_sparse')
+        message = str(error.exception)
+        self.assertIn("type='DIIHead'", message)
+        self.assertIn("type='mmdet.SparseRoIHead'", message)
+        cfg['bbox_head']['type'] = 'DIIHead'
+        roi = build_in_scope(cfg, 'mmdet_sparse')
+        losses = _loss(rpn, roi, shapes, copy.deepcopy(samples), feats)
+        self.assertTrue(torch.isfinite(losses['s5.loss_mask']))

@@ -244,6 +244,16 @@ class DIIHead(BaseModule):
         return (cls_score, deltas,
                 obj_feats.view(num_imgs, num_proposals, channels), attn_feats)
 
+    def refine_bboxes(self, *args, **kwargs):
+        """Not this head's interface: MMDetection's ``SparseRoIHead`` calls
+        it, this package's :class:`SparseRoIHead` uses :meth:`decode`."""
+        raise TypeError(
+            "mmdet_sparse's DIIHead is driven by mmdet_sparse's "
+            "SparseRoIHead: use type='SparseRoIHead' (scope mmdet_sparse), "
+            "or MMDetection's heads together: type='mmdet.SparseRoIHead' "
+            "with bbox_head type='mmdet.DIIHead' (and train_cfg.rcnn a list "
+            'of one dict per stage)')
+
     def decode(self, boxes: Tensor, deltas: Tensor) -> Tensor:
         """Apply deltas ``(..., 4)`` to boxes ``(..., 4)``, in float32, in
         the arithmetic of ``decode_style``."""
