@@ -172,6 +172,7 @@ class TestEndToEnd(TestCase):
             dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.004,
                  gamma=200, update_buffers=True, priority=49))
         cfg.work_dir = osp.join(self.tmp.name, 'ema')
+        cfg.visualizer.name = 'ema_e2e'  # its own (process-wide)
         metrics, trainer, tester = train_then_test(cfg, vis_dir='vis')
         self.assertIn('coco/bbox_mAP', metrics)
         ema = next(h for h in trainer.hooks if isinstance(h, EMAHook))
