@@ -332,6 +332,26 @@ class TestSparseRoIHead(TestCase):
             self.assertEqual(set(res.keys()),
                              {'bboxes', 'scores', 'labels', 'masks'})
 
+    def test_score_thr_keeps_each_mask_with_its_box(self):
+        """``score_thr`` filters the detections before the mask branch: the
+        masks left are those of the kept boxes, in the same order."""
+        rpn, roi = _queryinst_heads(num_proposals=12)
+        rpn.eval()
+        roi.eval()
+        shapes = [(64, 96), (48, 60)]
+        samples = _mask_samples(shapes, [1, 1])
+        feats = fpn_features(shapes, CHANNELS, seed=3)
+        with torch.no_grad():
+            full = roi.predict(feats, rpn.predict(feats, samples), samples)
+            thr = float(full[0].scores.median())
+            roi.test_cfg['score_thr'] = thr
+            kept = roi.predict(feats, rpn.predict(feats, samples), samples)
+        for f, k in zip(full, kept):
+            keep = f.scores > thr
+            self.assertGreater(len(f), int(keep.sum()))
+            self.assertTrue(torch.equal(k.masks, f.masks[keep]))
+            self.assertTrue(torch.equal(k.bboxes, f.bboxes[keep]))
+
     def test_mask_head_must_take_proposal_features(self):
         cfg = _queryinst_cfg()['roi_head']
         cfg['mask_head'] = dict(type='FCNMaskHead', num_convs=1,
