@@ -29,7 +29,7 @@ _CHUNK_ELEMENTS = 1 << 24
 
 
 def _axis_weights(start: Tensor, length: Tensor, size: int, bins: int,
-                  grid: int) -> Tuple[Tensor, Tensor]:
+                  grid: int) -> Tuple[Tensor, Tensor, Tensor]:
     """Interpolation weights of one axis, on each RoI's own window.
 
     Mirrors the sample placement and border rules of torchvision's CPU
@@ -44,8 +44,9 @@ def _axis_weights(start: Tensor, length: Tensor, size: int, bins: int,
         grid (int): Samples per bin on this axis.
 
     Returns:
-        tuple: ``weights (n, bins, window)`` and ``first (n,)``, the feature
-        index of window column 0.
+        tuple: ``weights (n, bins, window)``, ``first (n,)``, the feature
+        index of window column 0, and ``extent (n,)``, the columns each
+        RoI's own weights span (the rest of its window is zero).
     """
     n = start.numel()
     bin_size = length / bins
@@ -71,12 +72,13 @@ def _axis_weights(start: Tensor, length: Tensor, size: int, bins: int,
     first = torch.where(valid, low, big).flatten(1).amin(1)
     last = torch.where(valid, high, -1).flatten(1).amax(1)
     first = torch.where(last >= 0, first, torch.zeros_like(first))
-    window = int((last - first).clamp(min=0).max()) + 1 if n else 1
+    extent = (last - first).clamp(min=0) + 1
+    window = int(extent.max()) if n else 1
     weights = coord.new_zeros((n, bins, window))
     offset = first[:, None, None]
     weights.scatter_add_(2, (low - offset).clamp(0, window - 1), w_low)
     weights.scatter_add_(2, (high - offset).clamp(0, window - 1), w_high)
-    return weights, first
+    return weights, first, extent
 
 
 def _extents(rois: Tensor, spatial_scale: float,
@@ -117,18 +119,26 @@ def _chunks(len_y: Tensor, len_x: Tensor, height: int, width: int,
             channels: int) -> List[Tensor]:
     """Split RoIs into groups whose padded windows fit the element budget.
 
-    RoIs are sorted by window area so each group pads to similar sizes.
+    A group's windows are padded to its largest height and width, so RoIs
+    are grouped by window shape (height and width each within a factor of
+    ``sqrt(2)``), not by area: a tall and a wide RoI of the same area would
+    pad to a square many times their size.
     """
     win_y, win_x = _window_sides(len_y, len_x, height, width)
-    order = torch.argsort(win_y * win_x)
-    groups, start, max_y, max_x = [], 0, 0, 0
-    for i, (wy, wx) in enumerate(zip(win_y[order].tolist(),
-                                     win_x[order].tolist())):
+    key_y = torch.ceil(2 * torch.log2(win_y.clamp(min=1).double())).long()
+    key_x = torch.ceil(2 * torch.log2(win_x.clamp(min=1).double())).long()
+    order = torch.argsort(key_y * (int(key_x.max()) + 1) + key_x if len(
+        key_x) else key_y, stable=True)
+    groups, start, max_y, max_x, key = [], 0, 0, 0, None
+    for i, (wy, wx, ky, kx) in enumerate(
+            zip(win_y[order].tolist(), win_x[order].tolist(),
+                key_y[order].tolist(), key_x[order].tolist())):
         max_y, max_x = max(max_y, wy), max(max_x, wx)
-        if i > start and (i + 1 - start) * max_y * max_x * channels > \
-                _CHUNK_ELEMENTS:
+        if i > start and ((ky, kx) != key or (i + 1 - start) * max_y *
+                          max_x * channels > _CHUNK_ELEMENTS):
             groups.append(order[start:i])
             start, max_y, max_x = i, wy, wx
+        key = (ky, kx)
     groups.append(order[start:])
     return groups
 
@@ -148,19 +158,18 @@ def roi_align_feature_grad(grad_out: Tensor, rois: Tensor,
         spatial_scale (float): Feature pixels per image pixel.
         sampling_ratio (int): Samples per bin along each axis (> 0).
         aligned (bool): Half-pixel offset, as in ``RoIAlign(aligned=True)``.
-        out (Tensor, optional): ``(B, H, W, C)`` buffer to add into;
-            a zero one is made when not given.
+        out (Tensor, optional): ``(B, C, H, W)`` contiguous buffer to add
+            into; a zero one is made when not given.
 
     Returns:
-        Tensor: ``(B, C, H, W)`` gradient (a channels-last strided view of
-        ``out``).
+        Tensor: ``(B, C, H, W)`` gradient, contiguous (``out`` when
+        given).
     """
     if sampling_ratio <= 0:
         raise ValueError('the separable RoIAlign gradient needs a fixed '
                          f'sampling_ratio > 0, got {sampling_ratio}')
     num_imgs, channels, height, width = feat_shape
-    grad = out if out is not None else grad_out.new_zeros(
-        (num_imgs, height, width, channels))
+    grad = out if out is not None else grad_out.new_zeros(feat_shape)
     n, _, bins_y, bins_x = grad_out.shape
     if n:
         start_y, len_y, start_x, len_x = _extents(
@@ -168,28 +177,31 @@ def roi_align_feature_grad(grad_out: Tensor, rois: Tensor,
         img_ids = rois[:, 0].long()
         groups = _chunks(len_y, len_x, height, width, channels)
         order = torch.cat(groups)
-        # (n, P, Q * C) in chunk order: channels last, so that a window row
-        # is one matrix product per RoI.
-        grad_rows = grad_out[order].permute(0, 2, 3, 1).reshape(
-            n, bins_y, bins_x * channels)
+        # (n, C * P, Q) in chunk order.
+        grad_rows = grad_out[order].reshape(n, channels * bins_y, bins_x)
         start = 0
         for idx in groups:
             stop = start + idx.numel()
-            wy, y0 = _axis_weights(start_y[idx], len_y[idx], height, bins_y,
-                                   sampling_ratio)
-            wx, x0 = _axis_weights(start_x[idx], len_x[idx], width, bins_x,
-                                   sampling_ratio)
-            hc, wc = wy.size(2), wx.size(2)
-            # Along y: (m, hc, P) @ (m, P, Q * C) -> (m, hc, Q, C).
-            rows = torch.bmm(wy.transpose(1, 2), grad_rows[start:stop])
-            # Along x: (m, 1, wc, Q) @ (m, hc, Q, C) -> (m, hc, wc, C).
-            window = torch.matmul(wx.transpose(1, 2)[:, None],
-                                  rows.view(-1, hc, bins_x, channels))
-            # Added window by window: a loop of strided adds beats
-            # index_add_ / index_put_ on the CPU.
-            for k, (img, top, left) in enumerate(
-                    zip(img_ids[idx].tolist(), y0.tolist(), x0.tolist())):
-                h, w = min(hc, height - top), min(wc, width - left)
-                grad[img, top:top + h, left:left + w] += window[k, :h, :w]
+            wy, y0, ext_y = _axis_weights(start_y[idx], len_y[idx], height,
+                                          bins_y, sampling_ratio)
+            wx, x0, ext_x = _axis_weights(start_x[idx], len_x[idx], width,
+                                          bins_x, sampling_ratio)
+            m, hc, wc = idx.numel(), wy.size(2), wx.size(2)
+            # Along x: (m, C * P, Q) @ (m, Q, wc) -> (m, C, P, wc).
+            cols = torch.bmm(grad_rows[start:stop], wx)
+            # Along y: (m, hc, P) @ (m, P, C * wc) -> (m, hc, C, wc), read
+            # as (m, C, hc, wc): the features' channels-first layout, so
+            # autograd adds the stages' gradients without transposing maps.
+            cols = cols.view(m, channels, bins_y, wc).transpose(1, 2)
+            window = torch.bmm(wy.transpose(1, 2),
+                               cols.reshape(m, bins_y, channels * wc))
+            window = window.view(m, hc, channels, wc).transpose(1, 2)
+            # Each RoI's own extent, window by window: a loop of strided
+            # adds beats index_add_ / index_put_ on the CPU.
+            for k, (img, top, left, h, w) in enumerate(
+                    zip(img_ids[idx].tolist(), y0.tolist(), x0.tolist(),
+                        ext_y.tolist(), ext_x.tolist())):
+                grad[img, :, top:top + h, left:left + w] += \
+                    window[k, :, :h, :w]
             start = stop
-    return grad.permute(0, 3, 1, 2)
+    return grad

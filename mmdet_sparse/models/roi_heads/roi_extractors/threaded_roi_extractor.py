@@ -6,10 +6,11 @@ extractor splits the work into independent (pyramid level, image, channel
 block) tasks and runs torchvision's kernel on a thread pool (it releases the
 GIL); every task writes a disjoint block in the kernel's own order, so the
 pooled features are bit-identical to one single-threaded call. The backward
-pass computes the feature gradient of RoIs up to about 24x24 feature pixels
-with batched matrix products (:mod:`.separable_roi_align`), and that of
-larger RoIs with torchvision's kernel in the same parallel tasks; both equal
-the single-threaded kernel's up to float rounding.
+pass computes the feature gradient with batched matrix products
+(:mod:`.separable_roi_align`), whose cost grows with a RoI's window on the
+map, except where torchvision's kernel on the same parallel tasks is
+cheaper (:func:`_to_kernel`); both equal the single-threaded kernel's up to
+float rounding.
 """
 import math
 import os
@@ -26,9 +27,10 @@ from mmdet_sparse.registry import MODELS
 from .export_roi_align import export_roi_align, is_exporting
 from .separable_roi_align import roi_align_feature_grad, window_area
 
-# RoIs whose gradient window (feature pixels) is larger than this go to the
-# sampling kernel, whose cost does not grow with the RoI's size.
-MAX_SEPARABLE_WINDOW = 576
+# None: route RoIs by the cost model of ``_to_kernel``. An int: RoIs whose
+# gradient window (feature pixels) is larger go to the sampling kernel
+# (tests use it to force either path).
+MAX_SEPARABLE_WINDOW: Optional[int] = None
 
 _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_PID: Optional[int] = None
@@ -72,6 +74,42 @@ def _tasks(level_rois: Sequence[Tuple[int, Tensor, Tensor]],
     return tasks
 
 
+def _to_kernel(area: Tensor, img_ids: Tensor, map_pixels: int,
+               samples_per_roi: int, workers: int) -> Tensor:
+    """Which RoIs of one level get their gradient from the sampling kernel.
+
+    Per channel, the separable gradient of a RoI costs about its window
+    area (one add per window pixel) and the kernel ``4 * samples /
+    workers`` (four bilinear corners per sample, on the pool), plus, once
+    per image it runs on, a zeroed and copied map. RoIs whose window costs
+    more than the kernel go to it when together they save more than those
+    maps cost: e.g. whole-image RoIs on the coarsest level (every proposal
+    at the start of training) do, a few mid-sized RoIs on the finest level
+    do not.
+
+    Args:
+        area (Tensor): ``(n,)`` window bound of each RoI
+            (:func:`window_area`).
+        img_ids (Tensor): ``(n,)`` image of each RoI.
+        map_pixels (int): Pixels of the level's map (one image).
+        samples_per_roi (int): Sample points per RoI (bins times samples
+            per bin).
+        workers (int): Threads of the pool.
+
+    Returns:
+        Tensor: ``(n,)`` bool.
+    """
+    if MAX_SEPARABLE_WINDOW is not None:
+        return area > MAX_SEPARABLE_WINDOW
+    per_roi = 4 * samples_per_roi / workers
+    costly = area > per_roi
+    if not bool(costly.any()):
+        return costly
+    saved = float((area[costly] - per_roi).sum())
+    maps = torch.unique(img_ids[costly]).numel() * map_pixels
+    return costly if saved > maps else torch.zeros_like(costly)
+
+
 class _ThreadedRoIAlign(torch.autograd.Function):
     """RoIAlign over pyramid levels on a thread pool (CPU)."""
 
@@ -113,10 +151,12 @@ class _ThreadedRoIAlign(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         channels = grad_out.size(1)
         grads, tasks = [None] * len(ctx.shapes), []
+        samples = out_size[0] * out_size[1] * sampling_ratio**2
         for level, (rows, rois) in enumerate(ctx.level_rois):
             _, _, height, width = ctx.shapes[level]
-            small = window_area(rois, scales[level], aligned, height,
-                                width) <= MAX_SEPARABLE_WINDOW
+            small = ~_to_kernel(
+                window_area(rois, scales[level], aligned, height, width),
+                rois[:, 0], height * width, samples, ctx.workers)
             if bool(small.any()):
                 grads[level] = roi_align_feature_grad(
                     grad_out[rows[small]], rois[small], ctx.shapes[level],
