@@ -22,9 +22,10 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   that its products are seen); RoIAlign, deformable sampling
   (mmcv/torchvision custom ops), normalisation and element-wise ops are
   not. Heads FLOPs = total - ``extract_feat`` FLOPs.
-* ``--backend onnxruntime`` (CPU): the model is exported to a fixed-size
-  ONNX graph (``mmdet_sparse.deploy``) and the whole graph is timed in an
-  ONNX Runtime session with ``--threads`` intra-op threads; there is no
+* ``--backend onnxruntime`` / ``openvino`` (CPU): the model is exported
+  to a fixed-size ONNX graph (``mmdet_sparse.deploy``) and the whole graph
+  is timed in an ONNX Runtime session (or OpenVINO's CPU plugin, float32)
+  with ``--threads`` intra-op threads; there is no
   backbone/heads split (reported as nan). FLOPs are those of the PyTorch
   model.
 * Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
@@ -175,10 +176,11 @@ def run_heads(model, feats, samples) -> list:
     return model.roi_head.predict(feats, proposals, samples, rescale=True)
 
 
-def onnxruntime_runner(model, config: str, inputs,
-                      threads: Optional[int]) -> Callable[[], object]:
+def onnx_runner(model, config: str, inputs, threads: Optional[int],
+                backend: str = 'onnxruntime') -> Callable[[], object]:
     """``run()`` of ``model`` exported to a fixed-size ONNX graph at the
-    size of ``inputs``, in an ONNX Runtime session."""
+    size of ``inputs``, in ``backend`` (``'onnxruntime'`` or
+    ``'openvino'``)."""
     import tempfile
 
     import numpy as np
@@ -188,7 +190,7 @@ def onnxruntime_runner(model, config: str, inputs,
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')
         export_onnx(config, None, path, img_size=(h, w), model=model)
-        detector = OnnxDetector(path, threads)
+        detector = OnnxDetector(path, threads, backend=backend)
     image = inputs.cpu().numpy()
     size = np.array([h, w], np.int64)
     return lambda: detector.run(image, size)
@@ -331,8 +333,8 @@ def measure(config: str,
         def full():
             return model.predict(inputs, samples)
 
-        run = full if backend == 'pytorch' else onnxruntime_runner(
-            model, config, inputs, threads)
+        run = full if backend == 'pytorch' else onnx_runner(
+            model, config, inputs, threads, backend)
         for _ in range(max(warmup, 0)):
             if backend == 'pytorch':
                 predict_in_parts(model, inputs, samples, sync)
@@ -638,9 +640,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
-    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
+    parser.add_argument('--backend',
+                        choices=['pytorch', 'onnxruntime', 'openvino'],
                         default='pytorch',
-                        help='onnxruntime: the exported ONNX graph, CPU')
+                        help='onnxruntime / openvino: the exported ONNX '
+                        'graph, CPU')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads (default: torch default)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
@@ -673,11 +677,13 @@ def main(argv=None) -> int:
     device = args.device
     if device.startswith('cuda') and torch.cuda.is_available():
         device = f'{device} ({torch.cuda.get_device_name(device)})'
-    if args.backend == 'onnxruntime':
+    if args.backend != 'pytorch':
         if not device.startswith('cpu'):
-            raise SystemExit('--backend onnxruntime runs on --device cpu')
-        import onnxruntime
-        device = f'{device}, onnxruntime {onnxruntime.__version__}'
+            raise SystemExit(f'--backend {args.backend} runs on --device '
+                             'cpu')
+        import importlib
+        version = importlib.import_module(args.backend).__version__
+        device = f'{device}, {args.backend} {version}'
     meta = dict(device=device, threads=args.threads or torch.get_num_threads(),
                 torch=torch.__version__, img_size=list(args.img_size),
                 warmup=args.warmup, repeats=args.repeats,

@@ -4,6 +4,7 @@ Example::
 
     python tools/infer.py CONFIG CHECKPOINT demo.jpg --out-dir outputs/demo
     python tools/infer.py --backend onnxruntime MODEL.onnx demo.jpg
+    python tools/infer.py --backend openvino MODEL.onnx demo.jpg
 
 Writes the drawn images (or the drawn video) to ``OUT_DIR/vis/`` and every
 predicted box, whatever its score, to ``OUT_DIR/results.json`` in COCO
@@ -33,16 +34,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Sparse R-CNN inference on images or a video')
     parser.add_argument('config', help='model config file (with '
-                        '--backend onnxruntime: the .onnx file)')
+                        '--backend onnxruntime|openvino: the .onnx file)')
     parser.add_argument('checkpoint', help='checkpoint file (with '
-                        '--backend onnxruntime: the input)')
+                        '--backend onnxruntime|openvino: the input)')
     parser.add_argument(
         'input', nargs='?',
         help='an image file, a folder of images or a video file')
     parser.add_argument(
-        '--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
-        help='pytorch: CONFIG CHECKPOINT INPUT; onnxruntime: MODEL.onnx '
-        'INPUT, a file from tools/deployment/export_onnx.py')
+        '--backend', choices=['pytorch', 'onnxruntime', 'openvino'],
+        default='pytorch',
+        help='pytorch: CONFIG CHECKPOINT INPUT; onnxruntime or openvino: '
+        'MODEL.onnx INPUT, a file from tools/deployment/export_onnx.py')
     parser.add_argument(
         '--out-dir', default='outputs', help='folder for vis/ and '
         'results.json (default: outputs)')
@@ -54,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='minimum score of the drawn boxes; results.json keeps all '
         '(default: 0.3)')
     args = parser.parse_args(argv)
-    if args.backend == 'onnxruntime':
+    if args.backend != 'pytorch':
         if args.input is not None:
-            parser.error('--backend onnxruntime takes MODEL.onnx INPUT')
+            parser.error(f'--backend {args.backend} takes MODEL.onnx INPUT')
         args.input, args.checkpoint = args.checkpoint, None
     elif args.input is None:
         parser.error('the following arguments are required: input')
@@ -67,10 +69,10 @@ def main(argv=None) -> None:
     """Entry point."""
     args = parse_args(argv)
     inputs = collect_inputs(args.input)
-    if args.backend == 'onnxruntime':
+    if args.backend != 'pytorch':
         from mmdet_sparse.deploy import OnnxInferencer
-        device = 'cpu, onnxruntime'
-        inferencer = OnnxInferencer(args.config)
+        device = f'cpu, {args.backend}'
+        inferencer = OnnxInferencer(args.config, backend=args.backend)
     else:
         device = args.device or default_device()
         inferencer = build_inferencer(args.config, args.checkpoint, device)

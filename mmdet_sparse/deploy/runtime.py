@@ -1,4 +1,4 @@
-"""Run an exported Sparse R-CNN ONNX file with ONNX Runtime.
+"""Run an exported Sparse R-CNN ONNX file with ONNX Runtime or OpenVINO.
 
 :class:`OnnxDetector` reads the preprocessing facts from the model's
 metadata (plain JSON, see :mod:`.export`), so it needs no config:
@@ -12,8 +12,13 @@ metadata (plain JSON, see :mod:`.export`), so it needs no config:
    image's frame.
 
 Loading a model runs no code from it: the session gets the CPU provider
-(or the ones asked for) and no custom-op library, and the metadata is
-parsed with ``json``.
+(or the ones asked for) and no custom-op library, OpenVINO gets no
+extension, and the metadata is parsed with ``json``.
+
+Backends (:data:`BACKENDS`): ``onnxruntime`` (CPU provider by default) and
+``openvino`` (its CPU plugin reading the same ``.onnx`` file, with float32
+inference forced: on CPUs with bfloat16 units it would otherwise compute in
+bfloat16 and the scores would move by about 1e-2).
 """
 import json
 import os.path as osp
@@ -99,46 +104,111 @@ def preprocess(img_bgr: np.ndarray, meta: Dict,
                         (float(w_scale), float(h_scale)), (ori_h, ori_w))
 
 
-def read_metadata(session) -> Dict:
-    """The export metadata of an ONNX Runtime session.
+BACKENDS = ('onnxruntime', 'openvino')
+
+
+def parse_metadata(props: Dict[str, str], path: str = 'the ONNX model'
+                   ) -> Dict:
+    """The export metadata among a model's string properties.
 
     Raises:
         ValueError: the model was not written by this package's exporter.
     """
-    props = session.get_modelmeta().custom_metadata_map
     if META_KEY not in props:
-        raise ValueError(f'the ONNX model has no {META_KEY!r} metadata: '
-                         'export it with tools/deployment/export_onnx.py')
+        raise ValueError(f'{path} has no {META_KEY!r} metadata: export it '
+                         'with tools/deployment/export_onnx.py')
     return json.loads(props[META_KEY])
 
 
-class OnnxDetector:
-    """A Sparse R-CNN ONNX file run with ONNX Runtime.
+def read_metadata(session) -> Dict:
+    """The export metadata of an ONNX Runtime session (see
+    :func:`parse_metadata`)."""
+    return parse_metadata(session.get_modelmeta().custom_metadata_map)
 
-    Args:
-        path (str): The ``.onnx`` file.
-        num_threads (int, optional): Intra-op threads (ONNX Runtime's
-            default when None).
-        providers (Sequence[str]): Execution providers.
-    """
 
-    def __init__(self, path: str, num_threads: Optional[int] = None,
-                 providers: Sequence[str] = ('CPUExecutionProvider', )
-                 ) -> None:
+class _OrtGraph:
+    """The graph in an ONNX Runtime session."""
+
+    def __init__(self, path: str, num_threads: Optional[int],
+                 providers: Sequence[str]) -> None:
         import onnxruntime as ort
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'ONNX model not found: {path}')
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
             options.inter_op_num_threads = 1
         options.graph_optimization_level = \
             ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.path = path
         self.session = ort.InferenceSession(path, options,
                                             providers=list(providers))
-        self.meta = read_metadata(self.session)
-        names = tuple(i.name for i in self.session.get_inputs())
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+
+    def __call__(self, image: np.ndarray,
+                 image_size: np.ndarray) -> Tuple[np.ndarray, ...]:
+        return tuple(self.session.run(
+            list(OUTPUT_NAMES), {INPUT_NAMES[0]: image,
+                                 INPUT_NAMES[1]: image_size}))
+
+
+class _OpenVINOGraph:
+    """The graph compiled by OpenVINO's CPU plugin, in float32."""
+
+    def __init__(self, path: str, num_threads: Optional[int]) -> None:
+        import openvino as ov
+        core = ov.Core()
+        model = core.read_model(path)
+        # ONNX metadata_props arrive as rt_info['framework'][key].
+        key = ['framework', META_KEY]
+        self.props = {
+            META_KEY: model.get_rt_info(key).astype(str)
+        } if model.has_rt_info(key) else {}
+        self.input_names = tuple(i.get_any_name() for i in model.inputs)
+        config = {'INFERENCE_PRECISION_HINT': 'f32',
+                  'PERFORMANCE_HINT': 'LATENCY'}
+        if num_threads:
+            config['INFERENCE_NUM_THREADS'] = int(num_threads)
+        self.compiled = core.compile_model(model, 'CPU', config)
+        self.output_names = tuple(o.get_any_name()
+                                  for o in self.compiled.outputs)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, image: np.ndarray,
+                 image_size: np.ndarray) -> Tuple[np.ndarray, ...]:
+        out = self.request.infer({INPUT_NAMES[0]: image,
+                                  INPUT_NAMES[1]: image_size})
+        by_name = {name: out[port] for name, port in zip(
+            self.output_names, self.compiled.outputs)}
+        # Copies: the request reuses its output buffers on the next call.
+        return tuple(np.array(by_name[name]) for name in OUTPUT_NAMES)
+
+
+class OnnxDetector:
+    """A Sparse R-CNN ONNX file run with ONNX Runtime or OpenVINO.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        num_threads (int, optional): Intra-op threads (the backend's
+            default when None).
+        providers (Sequence[str]): ONNX Runtime execution providers.
+        backend (str): ``'onnxruntime'`` or ``'openvino'``.
+    """
+
+    def __init__(self, path: str, num_threads: Optional[int] = None,
+                 providers: Sequence[str] = ('CPUExecutionProvider', ),
+                 backend: str = 'onnxruntime') -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f'unknown backend {backend!r}: choose one of '
+                             f'{BACKENDS}')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'ONNX model not found: {path}')
+        self.path = path
+        self.backend = backend
+        if backend == 'openvino':
+            self.graph = _OpenVINOGraph(path, num_threads)
+        else:
+            self.graph = _OrtGraph(path, num_threads, providers)
+        self.meta = parse_metadata(self.graph.props, path)
+        names = self.graph.input_names
         if names != INPUT_NAMES:
             raise ValueError(f'{path}: graph inputs {names}, expected '
                              f'{INPUT_NAMES}')
@@ -154,9 +224,7 @@ class OnnxDetector:
             image_size: np.ndarray) -> Tuple[np.ndarray, ...]:
         """The raw graph: boxes ``(k, 4)`` in the network-input frame,
         scores ``(k,)``, labels ``(k,)``."""
-        return tuple(self.session.run(
-            list(OUTPUT_NAMES), {INPUT_NAMES[0]: image,
-                                 INPUT_NAMES[1]: image_size}))
+        return self.graph(image, image_size)
 
     def __call__(self, img: Union[str, np.ndarray]) -> Dict[str, Any]:
         """Detections of one image (a path or a BGR array), in the
@@ -188,15 +256,17 @@ class OnnxInferencer:
     Args:
         path (str): The ``.onnx`` file.
         num_threads (int, optional): Intra-op threads.
+        backend (str): ``'onnxruntime'`` or ``'openvino'``.
     """
 
     class _Model:
         def __init__(self, classes: Sequence[str]) -> None:
             self.dataset_meta = dict(classes=tuple(classes))
 
-    def __init__(self, path: str, num_threads: Optional[int] = None) -> None:
+    def __init__(self, path: str, num_threads: Optional[int] = None,
+                 backend: str = 'onnxruntime') -> None:
         from mmdet.visualization import DetLocalVisualizer
-        self.detector = OnnxDetector(path, num_threads)
+        self.detector = OnnxDetector(path, num_threads, backend=backend)
         self.model = self._Model(self.detector.classes)
         self.visualizer = DetLocalVisualizer(
             name=f'onnx_visualizer_{id(self)}')

@@ -1,6 +1,6 @@
-"""The ONNX Runtime runtime against PyTorch: preprocessing, one dynamic
-file at two input sizes, a briefly trained checkpoint, COCO evaluation and
-``tools/infer.py --backend onnxruntime``."""
+"""The runtime (ONNX Runtime and OpenVINO) against PyTorch:
+preprocessing, one dynamic file at two input sizes, a briefly trained
+checkpoint, COCO evaluation and ``tools/infer.py --backend``."""
 import json
 import os.path as osp
 
@@ -10,8 +10,10 @@ import torch
 from deploy_helpers import load_tool
 from mmengine.registry import DefaultScope
 
-from mmdet_sparse.deploy import (OnnxDetector, compare_detections,
+from mmdet_sparse.deploy import (BACKENDS, OnnxDetector, compare_detections,
                                  preprocess)
+
+backends = pytest.mark.parametrize('backend', BACKENDS)
 
 
 def _val_images(shapes):
@@ -66,12 +68,14 @@ class TestRuntime:
             assert pre.scale_factor == tuple(info['scale_factor'])
             assert pre.ori_shape == info['ori_shape']
 
+    @backends
     def test_dynamic_model_two_sizes_matches_pytorch(self, shapes,
                                                      trained,
-                                                     dynamic_onnx):
+                                                     dynamic_onnx, backend):
         """A checkpoint trained a few iterations, exported with
         ``--dynamic``, run at two input sizes from the one file."""
-        detector = OnnxDetector(dynamic_onnx['path'], num_threads=1)
+        detector = OnnxDetector(dynamic_onnx['path'], num_threads=1,
+                                backend=backend)
         import mmcv
         img = mmcv.imread(_val_images(shapes)[0])
         sizes = set()
@@ -89,26 +93,28 @@ class TestRuntime:
                 rtol=1e-6, atol=1e-4)
         assert sizes == {(192, 256), (256, 192)}
 
+    @backends
     def test_coco_evaluation_matches_pytorch(self, shapes, trained,
-                                             dynamic_onnx):
+                                             dynamic_onnx, backend):
         """``test_onnx.py``'s COCO mAP equals PyTorch's on the same val
         images with the same metric."""
         cfg = shapes['cfg']
         tester = load_tool('deployment', 'test_onnx.py')
         onnx_metrics = tester.evaluate(cfg, dynamic_onnx['path'], 1,
-                                       log=lambda *a: None)
+                                       log=lambda *a: None, backend=backend)
         torch_metrics = _pytorch_metrics(cfg, trained['model'])
         for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50'):
             assert abs(onnx_metrics[key] - torch_metrics[key]) <= 0.002
 
-    def test_infer_tool_onnxruntime_backend(self, shapes, dynamic_onnx,
-                                            tmp_path):
+    @backends
+    def test_infer_tool_onnx_backends(self, shapes, dynamic_onnx, tmp_path,
+                                      backend):
         infer = load_tool('infer.py')
         image = _val_images(shapes)[1]
-        infer.main(['--backend', 'onnxruntime', dynamic_onnx['path'], image,
+        infer.main(['--backend', backend, dynamic_onnx['path'], image,
                     '--out-dir', str(tmp_path)])
         records = json.loads((tmp_path / 'results.json').read_text())
-        out = OnnxDetector(dynamic_onnx['path'])(image)
+        out = OnnxDetector(dynamic_onnx['path'], backend=backend)(image)
         assert len(records) == len(out['scores']) == 40
         got = np.array([r['bbox'] for r in records])
         want = out['bboxes'].copy()
@@ -116,10 +122,26 @@ class TestRuntime:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
         assert osp.isfile(tmp_path / 'vis' / osp.basename(image))
         with pytest.raises(SystemExit):
-            infer.parse_args(['--backend', 'onnxruntime', 'a.onnx', 'b.png',
+            infer.parse_args(['--backend', backend, 'a.onnx', 'b.png',
                               'c.png'])
 
-    def test_model_without_export_metadata_is_refused(self, tmp_path):
+    def test_backends_agree(self, shapes, dynamic_onnx):
+        """OpenVINO (float32 forced) and ONNX Runtime on the same file: the
+        same detections up to float rounding."""
+        import mmcv
+        img = mmcv.imread(_val_images(shapes)[2])
+        outs = [OnnxDetector(dynamic_onnx['path'], 1, backend=b)(img)
+                for b in BACKENDS]
+        _assert_parity(*[(o['bboxes'], o['scores'], o['labels'])
+                         for o in outs])
+
+    def test_unknown_backend_is_refused(self, dynamic_onnx):
+        with pytest.raises(ValueError, match="'tensorflow'.*onnxruntime"):
+            OnnxDetector(dynamic_onnx['path'], backend='tensorflow')
+
+    @backends
+    def test_model_without_export_metadata_is_refused(self, tmp_path,
+                                                      backend):
         import onnx
         from onnx import TensorProto, helper
         graph = helper.make_graph(
@@ -129,10 +151,10 @@ class TestRuntime:
         path = str(tmp_path / 'plain.onnx')
         onnx.save(helper.make_model(
             graph, opset_imports=[helper.make_opsetid('', 18)]), path)
-        with pytest.raises(ValueError, match='metadata'):
-            OnnxDetector(path)
+        with pytest.raises(ValueError, match='plain.onnx.*metadata'):
+            OnnxDetector(path, backend=backend)
         with pytest.raises(FileNotFoundError, match='missing.onnx'):
-            OnnxDetector(str(tmp_path / 'missing.onnx'))
+            OnnxDetector(str(tmp_path / 'missing.onnx'), backend=backend)
 
 
 def _pytorch_metrics(cfg, model) -> dict:

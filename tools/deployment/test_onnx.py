@@ -3,8 +3,10 @@
 Example::
 
     python tools/deployment/test_onnx.py configs/CONFIG.py model.onnx
+    python tools/deployment/test_onnx.py configs/CONFIG.py model.onnx \
+        --backend openvino
 
-Every test image goes through the ONNX Runtime runtime
+Every test image goes through the runtime, ONNX Runtime by default
 (``mmdet_sparse.deploy.OnnxDetector``: the preprocessing stored in the
 model, boxes rescaled to the original image) and the predictions are scored
 with the config's ``test_evaluator`` (MMDetection's ``CocoMetric``), so the
@@ -32,7 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'test_evaluator')
     parser.add_argument('model', help='the .onnx file')
     parser.add_argument('--threads', type=int, default=None,
-                        help='ONNX Runtime intra-op threads')
+                        help='intra-op threads of the backend')
+    parser.add_argument('--backend', default='onnxruntime',
+                        choices=['onnxruntime', 'openvino'])
     parser.add_argument('--out', default=None,
                         help='write the metrics to this JSON file')
     parser.add_argument(
@@ -42,15 +46,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def evaluate(cfg, model_path: str, threads=None, log=print) -> dict:
+def evaluate(cfg, model_path: str, threads=None, log=print,
+             backend: str = 'onnxruntime') -> dict:
     """Run ``model_path`` on the test set of ``cfg``; return the metrics.
 
     Args:
         cfg (Config): Config with ``test_dataloader.dataset`` and
             ``test_evaluator``.
         model_path (str): The ``.onnx`` file.
-        threads (int, optional): ONNX Runtime intra-op threads.
+        threads (int, optional): Intra-op threads of the backend.
         log (callable): Progress output.
+        backend (str): ``'onnxruntime'`` or ``'openvino'``.
     """
     import torch
     from mmengine.evaluator import Evaluator
@@ -59,7 +65,7 @@ def evaluate(cfg, model_path: str, threads=None, log=print) -> dict:
     import mmdet_sparse  # noqa: F401
     from mmdet_sparse.deploy import OnnxDetector
     from mmdet_sparse.registry import DATASETS
-    detector = OnnxDetector(model_path, threads)
+    detector = OnnxDetector(model_path, threads, backend=backend)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet_sparse')):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -93,7 +99,8 @@ def main(argv=None) -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    metrics = evaluate(cfg, args.model, args.threads)
+    metrics = evaluate(cfg, args.model, args.threads,
+                       backend=args.backend)
     print(json.dumps(metrics, indent=1))
     if args.out:
         out_dir = osp.dirname(osp.abspath(args.out))
