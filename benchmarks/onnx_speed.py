@@ -1,6 +1,6 @@
 """Whole-detector latency and parity: the exported ONNX graph in ONNX
-Runtime against this package's PyTorch eager model and MMDetection's own
-Sparse R-CNN, batch 1, on the CPU.
+Runtime (and OpenVINO, float32) against this package's PyTorch eager model
+and MMDetection's own Sparse R-CNN, batch 1, on the CPU.
 
     # R50-FPN at 800x1216, 100 and 300 proposals, with MMDetection's model
     python benchmarks/onnx_speed.py r50 --proposals 100 300
@@ -118,7 +118,8 @@ def gemm_rate(threads: int, size: int = 1024, repeats: int = 20) -> float:
 
 def measure(config: str, img_size, num_proposals: Optional[int],
             repeats: int, threads: int, with_mmdet: bool,
-            opset: int, model_dir: str, export_only: bool = False) -> Dict:
+            opset: int, model_dir: str, export_only: bool = False,
+            with_openvino: bool = True) -> Dict:
     """Export (or reuse the export in ``model_dir``), parity and
     interleaved latency of one config."""
     from mmdet_sparse.deploy import OnnxDetector, export_onnx
@@ -160,6 +161,9 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         'onnxruntime': lambda: detector.run(img_np, size_np),
         'eager': lambda: model.predict(image, samples, rescale=True),
     }
+    if with_openvino:
+        ov_detector = OnnxDetector(path, threads, backend='openvino')
+        impls['openvino'] = lambda: ov_detector.run(img_np, size_np)
     if with_mmdet:
         ref = build_mmdet(model.state_dict(), row['proposals'])
         impls['mmdet'] = lambda: ref.predict(image, samples, rescale=True)
@@ -167,6 +171,8 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         ort_out = impls['onnxruntime']()
         eager_out = impls['eager']()[0].pred_instances
         row['parity'] = parity(ort_out, eager_out)
+        if with_openvino:
+            row['parity_openvino'] = parity(impls['openvino'](), eager_out)
         # PyTorch against itself on the input with relative noise 1e-6:
         # how far float rounding alone moves this model's top-k
         noisy = image * (1 + 1e-6 * torch.randn(image.shape, generator=gen))
@@ -189,6 +195,10 @@ def measure(config: str, img_size, num_proposals: Optional[int],
     row['ratio_vs_eager'] = lat['onnxruntime'] / lat['eager']
     if with_mmdet:
         row['ratio_vs_mmdet'] = lat['onnxruntime'] / lat['mmdet']
+    if with_openvino:
+        row['openvino_vs_eager'] = lat['openvino'] / lat['eager']
+        if with_mmdet:
+            row['openvino_vs_mmdet'] = lat['openvino'] / lat['mmdet']
     return row
 
 
@@ -205,19 +215,31 @@ def flops_of(config: str, img_size, num_proposals: Optional[int]) -> float:
     return float(total)
 
 
+def _pairs(p: Dict) -> str:
+    return (f"{'yes' if p['ok'] else 'NO'} ({p['matched']}/{p['k']}, "
+            f"{p['max_score_diff']:.1e}, {p['max_box_diff']:.3f} px)")
+
+
+def _ratios(r: Dict, vs_eager: str, vs_mmdet: str) -> str:
+    return f'{r[vs_eager]:.2f}' + (f' / {r[vs_mmdet]:.2f}'
+                                    if vs_mmdet in r else '')
+
+
 def fmt_row(r: Dict) -> str:
     if r.get('export') != 'ok':
         return (f"| {r['config']} | {r['proposals']} | "
-                f"refused: {r.get('export', r.get('error'))} | | | | | |")
-    p, lat = r['parity'], r['latency_s']
-    mm = lat.get('mmdet')
+                f"refused: {r.get('export', r.get('error'))} "
+                '| | | | | | | |')
+    lat = r['latency_s']
+    mm, ov = lat.get('mmdet'), lat.get('openvino')
     return (f"| {r['config']} | {r['proposals']} | ok ({r['export_s']:.0f} s)"
-            f" | {'yes' if p['ok'] else 'NO'} ({p['matched']}/{p['k']}, "
-            f"{p['max_score_diff']:.1e}, {p['max_box_diff']:.3f} px) | "
-            f"{lat['onnxruntime']:.3f} | {lat['eager']:.3f} | "
+            f" | {_pairs(r['parity'])} | {lat['onnxruntime']:.3f} | "
+            f"{'-' if ov is None else f'{ov:.3f}'} | {lat['eager']:.3f} | "
             f"{'-' if mm is None else f'{mm:.3f}'} | "
-            f"{r['ratio_vs_eager']:.2f}"
-            + ('' if mm is None else f" / {r['ratio_vs_mmdet']:.2f}") + ' |')
+            f"{_ratios(r, 'ratio_vs_eager', 'ratio_vs_mmdet')} | "
+            + ('-' if ov is None else
+               _ratios(r, 'openvino_vs_eager', 'openvino_vs_mmdet'))
+            + ' |')
 
 
 def main(argv=None) -> int:
@@ -233,6 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument('--opset', type=int, default=18)
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--out', default='work_dirs/onnx_speed')
+    parser.add_argument('--no-openvino', action='store_true',
+                        help='time ONNX Runtime only')
     parser.add_argument('--export-only', action='store_true',
                         help='only export (into OUT/models) for later runs')
     args = parser.parse_args(argv)
@@ -255,7 +279,7 @@ def main(argv=None) -> int:
         try:
             row = measure(config, size, num, args.repeats, args.threads,
                           with_mmdet, args.opset, model_dir,
-                          args.export_only)
+                          args.export_only, not args.no_openvino)
         except Exception as exc:
             traceback.print_exc()
             row = dict(config=osp.splitext(osp.basename(config))[0],
@@ -276,11 +300,17 @@ def main(argv=None) -> int:
              'interleaved runs after one warm-up; float32 matmul rate '
              f'{rate / 1e9:.0f} GFLOP/s',
              '',
-             '| config | proposals | export | parity (pairs, max score '
-             'diff, max box diff) | ONNX Runtime s | eager s | MMDetection '
-             's | ORT / eager (/ MMDet) |',
-             '|---|---:|---|---|---:|---:|---:|---:|']
+             '| config | proposals | export | ORT parity (pairs, max score '
+             'diff, max box diff) | ONNX Runtime s | OpenVINO s | eager s | '
+             'MMDetection s | ORT / eager (/ MMDet) | OpenVINO / eager '
+             '(/ MMDet) |',
+             '|---|---:|---|---|---:|---:|---:|---:|---:|---:|']
     lines += [fmt_row(r) for r in rows]
+    lines += ['', 'OpenVINO against eager (pairs, max score diff, max box '
+              'diff): ' + '; '.join(
+                  f"{r['config']} {r['proposals']}: "
+                  f"{_pairs(r['parity_openvino'])}"
+                  for r in rows if 'parity_openvino' in r)]
     lines += ['', 'PyTorch eager against itself with input noise 1e-6 '
               '(relative): the size of float-rounding effects on the top-k '
               'of these random-weight models:', '',
