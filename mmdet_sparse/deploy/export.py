@@ -395,6 +395,7 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
         opset=opset,
         num_proposals=int(model.rpn_head.num_proposals),
         max_per_img=graph.max_per_img,
+        backbone=type(model.backbone).__name__,
         config=osp.basename(cfg.filename) if cfg.filename else None)
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()

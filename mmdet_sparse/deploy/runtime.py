@@ -106,6 +106,31 @@ def preprocess(img_bgr: np.ndarray, meta: Dict,
 
 BACKENDS = ('onnxruntime', 'openvino')
 
+#: Backbones whose exported graphs OpenVINO 2026.4.1 computes wrongly
+#: (docs/deployment.md): refused by ``backend='openvino'``.
+OPENVINO_REFUSED_BACKBONES = ('SwinTransformer', 'ViTAdapter')
+
+
+def check_backend(meta: Dict, backend: str, path: str) -> None:
+    """Refuse a (model, backend) pair known to give wrong detections.
+
+    Args:
+        meta (dict): The export metadata (``backbone`` is the backbone's
+            class name; files exported before it was recorded pass).
+        backend (str): The backend asked for.
+        path (str): The model file, for the message.
+
+    Raises:
+        ValueError: OpenVINO with a backbone of
+            :data:`OPENVINO_REFUSED_BACKBONES`.
+    """
+    backbone = meta.get('backbone')
+    if backend == 'openvino' and backbone in OPENVINO_REFUSED_BACKBONES:
+        raise ValueError(
+            f'{path}: OpenVINO gives wrong detections for {backbone} '
+            'graphs (its boxes and scores disagree with ONNX Runtime and '
+            'PyTorch); use --backend onnxruntime for this model')
+
 
 def parse_metadata(props: Dict[str, str], path: str = 'the ONNX model'
                    ) -> Dict:
@@ -163,11 +188,17 @@ class _OpenVINOGraph:
             META_KEY: model.get_rt_info(key).astype(str)
         } if model.has_rt_info(key) else {}
         self.input_names = tuple(i.get_any_name() for i in model.inputs)
+        self.model, self.num_threads = model, num_threads
+        self.compiled = self.request = None
+
+    def compile(self) -> None:
+        """Compile for the CPU plugin (after the metadata was checked)."""
+        import openvino as ov
         config = {'INFERENCE_PRECISION_HINT': 'f32',
                   'PERFORMANCE_HINT': 'LATENCY'}
-        if num_threads:
-            config['INFERENCE_NUM_THREADS'] = int(num_threads)
-        self.compiled = core.compile_model(model, 'CPU', config)
+        if self.num_threads:
+            config['INFERENCE_NUM_THREADS'] = int(self.num_threads)
+        self.compiled = ov.Core().compile_model(self.model, 'CPU', config)
         self.output_names = tuple(o.get_any_name()
                                   for o in self.compiled.outputs)
         self.request = self.compiled.create_infer_request()
@@ -208,6 +239,9 @@ class OnnxDetector:
         else:
             self.graph = _OrtGraph(path, num_threads, providers)
         self.meta = parse_metadata(self.graph.props, path)
+        check_backend(self.meta, backend, path)
+        if backend == 'openvino':
+            self.graph.compile()
         names = self.graph.input_names
         if names != INPUT_NAMES:
             raise ValueError(f'{path}: graph inputs {names}, expected '

@@ -135,6 +135,20 @@ class TestRuntime:
         _assert_parity(*[(o['bboxes'], o['scores'], o['labels'])
                          for o in outs])
 
+    def test_openvino_refuses_backbones_it_computes_wrongly(
+            self, dynamic_onnx):
+        from mmdet_sparse.deploy.runtime import (OPENVINO_REFUSED_BACKBONES,
+                                                 check_backend)
+        meta = dynamic_onnx['meta']
+        assert meta['backbone'] == 'ResNet'
+        check_backend(meta, 'openvino', 'demo.onnx')
+        for name in OPENVINO_REFUSED_BACKBONES:
+            bad = dict(meta, backbone=name)
+            with pytest.raises(ValueError,
+                               match=f'swin.onnx.*{name}.*onnxruntime'):
+                check_backend(bad, 'openvino', 'swin.onnx')
+            check_backend(bad, 'onnxruntime', 'swin.onnx')
+
     def test_unknown_backend_is_refused(self, dynamic_onnx):
         with pytest.raises(ValueError, match="'tensorflow'.*onnxruntime"):
             OnnxDetector(dynamic_onnx['path'], backend='tensorflow')
