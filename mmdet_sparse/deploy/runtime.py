@@ -108,7 +108,7 @@ BACKENDS = ('onnxruntime', 'openvino')
 
 #: Backbones whose exported graphs OpenVINO 2026.4.1 computes wrongly
 #: (docs/deployment.md): refused by ``backend='openvino'``.
-OPENVINO_REFUSED_BACKBONES = ('SwinTransformer', 'ViTAdapter')
+OPENVINO_REFUSED_BACKBONES = ('ViTAdapter', )
 
 
 def check_backend(meta: Dict, backend: str, path: str) -> None:

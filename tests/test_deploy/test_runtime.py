@@ -145,9 +145,9 @@ class TestRuntime:
         for name in OPENVINO_REFUSED_BACKBONES:
             bad = dict(meta, backbone=name)
             with pytest.raises(ValueError,
-                               match=f'swin.onnx.*{name}.*onnxruntime'):
-                check_backend(bad, 'openvino', 'swin.onnx')
-            check_backend(bad, 'onnxruntime', 'swin.onnx')
+                               match=f'vit.onnx.*{name}.*onnxruntime'):
+                check_backend(bad, 'openvino', 'vit.onnx')
+            check_backend(bad, 'onnxruntime', 'vit.onnx')
 
     def test_unknown_backend_is_refused(self, dynamic_onnx):
         with pytest.raises(ValueError, match="'tensorflow'.*onnxruntime"):
