@@ -148,9 +148,9 @@ def measure(config: str, img_size, num_proposals: Optional[int],
             row['export_s'] = time.perf_counter() - start
         except Exception as exc:  # reported in the table
             row['export'] = f'{type(exc).__name__}: {exc}'[:400]
-        with open(info, 'w') as f:
-            json.dump({k: row[k] for k in ('export', 'export_s')
-                       if k in row}, f)
+        from mmdet_sparse.engine.checkpoint_hook import write_atomically
+        write_atomically(info, lambda f: json.dump(
+            {k: row[k] for k in ('export', 'export_s') if k in row}, f), 'w')
     if row['export'] != 'ok' or export_only:
         return row
     row['onnx_mib'] = osp.getsize(path) / 2**20
@@ -162,8 +162,12 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         'eager': lambda: model.predict(image, samples, rescale=True),
     }
     if with_openvino:
-        ov_detector = OnnxDetector(path, threads, backend='openvino')
-        impls['openvino'] = lambda: ov_detector.run(img_np, size_np)
+        try:
+            ov_detector = OnnxDetector(path, threads, backend='openvino')
+            impls['openvino'] = lambda: ov_detector.run(img_np, size_np)
+        except ValueError as exc:  # refused backbone: shown in the table
+            row['openvino'] = f'refused: {exc}'
+            with_openvino = False
     if with_mmdet:
         ref = build_mmdet(model.state_dict(), row['proposals'])
         impls['mmdet'] = lambda: ref.predict(image, samples, rescale=True)
@@ -237,7 +241,7 @@ def fmt_row(r: Dict) -> str:
             f"{'-' if ov is None else f'{ov:.3f}'} | {lat['eager']:.3f} | "
             f"{'-' if mm is None else f'{mm:.3f}'} | "
             f"{_ratios(r, 'ratio_vs_eager', 'ratio_vs_mmdet')} | "
-            + ('-' if ov is None else
+            + (('refused' if 'openvino' in r else '-') if ov is None else
                _ratios(r, 'openvino_vs_eager', 'openvino_vs_mmdet'))
             + ' |')
 
@@ -332,10 +336,12 @@ def main(argv=None) -> int:
                 f"{r['latency_s']['onnxruntime'] / r['flop_bound_s']:.1f}x "
                 'the bound')
     table = '\n'.join(lines) + '\n'
-    with open(osp.join(args.out, f'{args.what}.md'), 'w') as f:
-        f.write(table)
-    with open(osp.join(args.out, f'{args.what}.json'), 'w') as f:
-        json.dump(dict(rows=rows, gemm_flops=rate), f, indent=1)
+    from mmdet_sparse.engine.checkpoint_hook import write_atomically
+    write_atomically(osp.join(args.out, f'{args.what}.md'),
+                     lambda f: f.write(table), 'w')
+    write_atomically(osp.join(args.out, f'{args.what}.json'),
+                     lambda f: json.dump(dict(rows=rows, gemm_flops=rate),
+                                         f, indent=1), 'w')
     print(table)
     return 0
 

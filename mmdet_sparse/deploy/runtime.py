@@ -165,7 +165,8 @@ class _OrtGraph:
             ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(path, options,
                                             providers=list(providers))
-        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.meta = parse_metadata(
+            self.session.get_modelmeta().custom_metadata_map, path)
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
     def __call__(self, image: np.ndarray,
@@ -176,7 +177,8 @@ class _OrtGraph:
 
 
 class _OpenVINOGraph:
-    """The graph compiled by OpenVINO's CPU plugin, in float32."""
+    """The graph compiled by OpenVINO's CPU plugin, in float32; a model
+    refused by :func:`check_backend` is not compiled."""
 
     def __init__(self, path: str, num_threads: Optional[int]) -> None:
         import openvino as ov
@@ -184,33 +186,27 @@ class _OpenVINOGraph:
         model = core.read_model(path)
         # ONNX metadata_props arrive as rt_info['framework'][key].
         key = ['framework', META_KEY]
-        self.props = {
-            META_KEY: model.get_rt_info(key).astype(str)
-        } if model.has_rt_info(key) else {}
+        props = {META_KEY: model.get_rt_info(key).astype(str)
+                 } if model.has_rt_info(key) else {}
+        self.meta = parse_metadata(props, path)
+        check_backend(self.meta, 'openvino', path)
         self.input_names = tuple(i.get_any_name() for i in model.inputs)
-        self.model, self.num_threads = model, num_threads
-        self.compiled = self.request = None
-
-    def compile(self) -> None:
-        """Compile for the CPU plugin (after the metadata was checked)."""
-        import openvino as ov
         config = {'INFERENCE_PRECISION_HINT': 'f32',
                   'PERFORMANCE_HINT': 'LATENCY'}
-        if self.num_threads:
-            config['INFERENCE_NUM_THREADS'] = int(self.num_threads)
-        self.compiled = ov.Core().compile_model(self.model, 'CPU', config)
-        self.output_names = tuple(o.get_any_name()
-                                  for o in self.compiled.outputs)
-        self.request = self.compiled.create_infer_request()
+        if num_threads:
+            config['INFERENCE_NUM_THREADS'] = int(num_threads)
+        compiled = core.compile_model(model, 'CPU', config)
+        names = [o.get_any_name() for o in compiled.outputs]
+        self.outputs = [compiled.outputs[names.index(name)]
+                        for name in OUTPUT_NAMES]
+        self.request = compiled.create_infer_request()
 
     def __call__(self, image: np.ndarray,
                  image_size: np.ndarray) -> Tuple[np.ndarray, ...]:
         out = self.request.infer({INPUT_NAMES[0]: image,
                                   INPUT_NAMES[1]: image_size})
-        by_name = {name: out[port] for name, port in zip(
-            self.output_names, self.compiled.outputs)}
         # Copies: the request reuses its output buffers on the next call.
-        return tuple(np.array(by_name[name]) for name in OUTPUT_NAMES)
+        return tuple(np.array(out[port]) for port in self.outputs)
 
 
 class OnnxDetector:
@@ -238,10 +234,7 @@ class OnnxDetector:
             self.graph = _OpenVINOGraph(path, num_threads)
         else:
             self.graph = _OrtGraph(path, num_threads, providers)
-        self.meta = parse_metadata(self.graph.props, path)
-        check_backend(self.meta, backend, path)
-        if backend == 'openvino':
-            self.graph.compile()
+        self.meta = self.graph.meta
         names = self.graph.input_names
         if names != INPUT_NAMES:
             raise ValueError(f'{path}: graph inputs {names}, expected '

@@ -117,7 +117,8 @@ def window_area(rois: Tensor, spatial_scale: float, aligned: bool,
 
 def _chunks(len_y: Tensor, len_x: Tensor, height: int, width: int,
             channels: int) -> List[Tensor]:
-    """Split RoIs into groups whose padded windows fit the element budget.
+    """Split RoIs (at least one) into groups whose padded windows fit the
+    element budget.
 
     A group's windows are padded to its largest height and width, so RoIs
     are grouped by window shape (height and width each within a factor of
@@ -127,8 +128,8 @@ def _chunks(len_y: Tensor, len_x: Tensor, height: int, width: int,
     win_y, win_x = _window_sides(len_y, len_x, height, width)
     key_y = torch.ceil(2 * torch.log2(win_y.clamp(min=1).double())).long()
     key_x = torch.ceil(2 * torch.log2(win_x.clamp(min=1).double())).long()
-    order = torch.argsort(key_y * (int(key_x.max()) + 1) + key_x if len(
-        key_x) else key_y, stable=True)
+    order = torch.argsort(key_y * (int(key_x.max()) + 1) + key_x,
+                          stable=True)
     groups, start, max_y, max_x, key = [], 0, 0, 0, None
     for i, (wy, wx, ky, kx) in enumerate(
             zip(win_y[order].tolist(), win_x[order].tolist(),
