@@ -4,7 +4,8 @@
 #   bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options...]
 #
 # Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR
-# (127.0.0.1), PYTHON (python).
+# (127.0.0.1), PYTHON (python), OMP_NUM_THREADS (default: this node's cores
+# divided by NUM_PROCS; torchrun alone would set 1).
 # On CPU-only machines use the gloo backend:
 #   bash tools/dist_train.sh CONFIG 2 --cfg-options env_cfg.dist_cfg.backend=gloo
 set -euo pipefail
@@ -22,6 +23,9 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+NUM_PROCS=$GPUS
+# shellcheck source=tools/dist_threads.sh
+source "$TOOLS_DIR/dist_threads.sh"
 
 PYTHONPATH="$(dirname "$TOOLS_DIR")${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

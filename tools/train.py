@@ -18,7 +18,6 @@ import os.path as osp
 import sys
 from typing import Optional
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -29,7 +28,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmdet_sparse  # noqa: E402,F401
 from mmdet_sparse.utils.tool_config import load_tool_config  # noqa: E402,E501
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmdet_sparse.apis import enable_amp, setup_cpu_distributed  # noqa: E402,E501
+from mmdet_sparse.apis import (amp_for_device, enable_amp,  # noqa: E402
+                               setup_cpu_distributed)
 from mmdet_sparse.registry import RUNNERS  # noqa: E402
 
 
@@ -67,9 +67,9 @@ def setup_cfg(args: argparse.Namespace) -> Config:
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
 
-    amp_in_cfg = cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
-    if args.amp or (amp_in_cfg and not torch.cuda.is_available()):
-        print(enable_amp(cfg), flush=True)
+    amp = enable_amp(cfg) if args.amp else amp_for_device(cfg)
+    if amp:
+        print(amp, flush=True)
 
     if args.auto_scale_lr:
         scale_cfg = cfg.get('auto_scale_lr')

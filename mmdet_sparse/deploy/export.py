@@ -24,6 +24,7 @@ import os
 import os.path as osp
 import tempfile
 from contextlib import contextmanager
+from copy import deepcopy
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -304,6 +305,22 @@ def build_detector(config, checkpoint: Optional[str] = None) -> Tuple:
     return model.eval().requires_grad_(False), cfg
 
 
+def cpu_float32(model: nn.Module) -> nn.Module:
+    """``model`` itself when its parameters and buffers are float32 (or
+    float64) tensors on the CPU, else a float32 CPU copy of it: the
+    exporter traces on the CPU with a float32 example input, and a model
+    trained on a GPU (or cast to float16) is left where it is."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    if all(t.device.type == 'cpu' and t.dtype not in (
+            torch.float16, torch.bfloat16) for t in tensors):
+        return model
+    copy = deepcopy(model).cpu()
+    for t in list(copy.parameters()) + list(copy.buffers()):
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t.data = t.data.float()
+    return copy
+
+
 def export_onnx(config, checkpoint: Optional[str], out: str,
                 opset: int = DEFAULT_OPSET,
                 img_size: Optional[Sequence[int]] = None,
@@ -341,7 +358,7 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
     else:
         cfg = config if isinstance(config, Config) else \
             Config.fromfile(config)
-        model = model.eval()
+        model = cpu_float32(model).eval()
     pre = preprocess_meta(cfg)
     div = max(pre['pad_size_divisor'], 1)
     height, width = tuple(img_size) if img_size else default_img_size(pre)

@@ -6,12 +6,13 @@ from .checkpoint_hook import AtomicCheckpointHook
 from .data_check import DataCheckHook, check_classes
 from .hooks import RNGStateHook
 from .loops import ResumableEpochBasedTrainLoop
-from .cpu_support import (CPUBFloat16OptimWrapper, enable_amp,
-                          setup_cpu_distributed)
+from .cpu_support import (CPUBFloat16OptimWrapper, amp_for_device,
+                          enable_amp, setup_cpu_distributed)
 
 __all__ = [
     'allow_runner_checkpoints', 'runner_checkpoint_globals',
-    'CPUBFloat16OptimWrapper', 'enable_amp', 'setup_cpu_distributed',
-    'RNGStateHook', 'DataCheckHook', 'check_classes', 'AtomicCheckpointHook',
+    'CPUBFloat16OptimWrapper', 'amp_for_device', 'enable_amp',
+    'setup_cpu_distributed', 'RNGStateHook', 'DataCheckHook', 'check_classes',
+    'AtomicCheckpointHook',
     'ResumableEpochBasedTrainLoop'
 ]

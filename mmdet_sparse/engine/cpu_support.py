@@ -12,7 +12,7 @@
 import datetime
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Set, Union
+from typing import Any, Iterator, Optional, Set, Union
 
 import torch
 from mmengine.config import Config
@@ -73,9 +73,24 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
         self._hooked: Set[int] = set()
 
     def _add_float32_hooks(self, model: torch.nn.Module) -> None:
-        """Once per model, give :func:`needs_float32` modules float32."""
+        """Once per model, check that it is on the CPU and give
+        :func:`needs_float32` modules float32.
+
+        Raises:
+            RuntimeError: The model has parameters on another device, where
+                CPU autocast does nothing and training would silently run
+                in float32.
+        """
         if id(model) in self._hooked:
             return
+        devices = {p.device.type for p in model.parameters()} - {'cpu'}
+        if devices:
+            raise RuntimeError(
+                f'{CPU_AMP_WRAPPER} autocasts CPU operations only, but the '
+                f'model is on {sorted(devices)}, where it would train in '
+                "float32 without a word. Use optim_wrapper.type="
+                "'AmpOptimWrapper' (float16 with loss scaling; "
+                'tools/train.py --amp selects it on CUDA).')
         self._hooked.add(id(model))
         for module in model.modules():
             if needs_float32(module):
@@ -101,6 +116,10 @@ def enable_amp(cfg: Config) -> str:
     ``dtype='bfloat16'`` and no loss scaler.
     """
     if torch.cuda.is_available():
+        if cfg.optim_wrapper.get('type') == CPU_AMP_WRAPPER:
+            # The CPU wrapper's bfloat16 is a CPU choice; CUDA AMP defaults
+            # to float16 (bfloat16 needs Ampere or newer).
+            cfg.optim_wrapper.pop('dtype', None)
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
         dtype = cfg.optim_wrapper.get('dtype') or 'float16'
@@ -109,6 +128,20 @@ def enable_amp(cfg: Config) -> str:
     cfg.optim_wrapper.dtype = 'bfloat16'
     cfg.optim_wrapper.pop('loss_scale', None)
     return 'AMP: no CUDA device, bfloat16 autocast on CPU, no loss scaling'
+
+
+def amp_for_device(cfg: Config) -> Optional[str]:
+    """Switch a config's mixed precision to the one this machine runs:
+    ``AmpOptimWrapper`` without CUDA becomes :class:`CPUBFloat16OptimWrapper`
+    and that wrapper with CUDA becomes ``AmpOptimWrapper`` (see
+    :func:`enable_amp`). Returns the summary, or None when nothing changed.
+    """
+    wrapper = cfg.optim_wrapper.get('type')
+    cuda = torch.cuda.is_available()
+    if (wrapper == 'AmpOptimWrapper' and not cuda) or \
+            (wrapper == CPU_AMP_WRAPPER and cuda):
+        return enable_amp(cfg)
+    return None
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

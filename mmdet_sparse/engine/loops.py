@@ -8,16 +8,15 @@ again, and the run does more iterations than its schedule.
 with the same data order and random streams as a run that never stopped.
 """
 import itertools
-import random
 from typing import Iterator, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from mmdet_sparse.registry import LOOPS
+from .hooks import capture_rng, restore_rng
 
 # Message-hub key (saved with every checkpoint): batches of the current
 # epoch trained so far; 0 once the epoch's iterations are done.
@@ -47,18 +46,6 @@ class SkipFirst(Sampler):
         return max(len(self.sampler) - self.skip, 0)
 
 
-def rng_state() -> Tuple:
-    """The states of Python's, NumPy's and PyTorch's (CPU) generators."""
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def set_rng_state(state: Tuple) -> None:
-    """Restore a state taken by :func:`rng_state`."""
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-
-
 @LOOPS.register_module()
 class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` (same arguments) that, resumed from a
@@ -83,13 +70,13 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     """
 
     _resume_at = 0
-    _resume_rng: Optional[Tuple] = None
+    _resume_rng: Optional[dict] = None
 
     def run(self) -> torch.nn.Module:
         """Train, continuing inside the current epoch after a resume."""
         self._resume_at = self._batches_done()
         self._resume_rng = (
-            rng_state() if self._resume_at else None)
+            capture_rng() if self._resume_at else None)
         if self._resume_at:
             print_log(
                 f'Resuming epoch {self._epoch + 1} after batch '
@@ -131,7 +118,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             batches = iter(self._loader_without_first(skip))
         # Creating the iterator drew a seed from torch's generator; the
         # first remaining batch sees the generators as at the checkpoint.
-        set_rng_state(self._resume_rng)
+        restore_rng(self._resume_rng)
         self._resume_rng = None
         return enumerate(batches, start=skip)
 

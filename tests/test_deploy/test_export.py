@@ -98,3 +98,20 @@ class TestExport:
                            'pad_size_divisor=32'):
             export_onnx(shapes['cfg'], None, str(tmp_path / 'x.onnx'),
                         img_size=(100, 128), model=trained['model'])
+
+    def test_float16_model_exports_a_float32_cpu_copy(self, shapes, trained,
+                                                      tmp_path):
+        """A model cast for AMP (or on a GPU: the same copy is made) is
+        exported from a float32 CPU copy and left as it is."""
+        import onnx
+        from mmdet_sparse.deploy.export import cpu_float32
+        model = copy.deepcopy(trained['model']).half()
+        out = tmp_path / 'half.onnx'
+        export_onnx(shapes['cfg'], None, str(out), img_size=(64, 64),
+                    model=model)
+        assert next(model.parameters()).dtype == torch.float16
+        weights = {t.name: t.data_type for t in onnx.load(str(out))
+                   .graph.initializer}
+        assert onnx.TensorProto.FLOAT16 not in weights.values()
+        ref = trained['model']
+        assert cpu_float32(ref) is ref  # float32 on the CPU: no copy

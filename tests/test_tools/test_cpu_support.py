@@ -4,8 +4,8 @@ import torch
 from mmengine.config import Config
 from mmdet_sparse.registry import OPTIM_WRAPPERS
 
-from mmdet_sparse.apis import (CPUBFloat16OptimWrapper, enable_amp,
-                               setup_cpu_distributed)
+from mmdet_sparse.apis import (CPUBFloat16OptimWrapper, amp_for_device,
+                               enable_amp, setup_cpu_distributed)
 
 
 def _cfg():
@@ -77,3 +77,30 @@ def test_cpu_distributed_needs_gloo(monkeypatch):
     with pytest.raises(RuntimeError, match='env_cfg.dist_cfg.backend=gloo'):
         setup_cpu_distributed(cfg)
 
+
+
+def test_cpu_bf16_wrapper_refuses_a_model_off_the_cpu():
+    """On a GPU machine CPU autocast does nothing: the run would train in
+    float32 without a word. A ``meta`` model stands in for a CUDA one."""
+    model = torch.nn.Linear(4, 2, device='meta')
+    wrapper = CPUBFloat16OptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(RuntimeError, match="meta.*AmpOptimWrapper"):
+        with wrapper.optim_context(model):
+            pass
+
+
+def test_amp_for_device(monkeypatch):
+    cpu_amp = Config(dict(optim_wrapper=dict(
+        type='CPUBFloat16OptimWrapper', dtype='bfloat16',
+        optimizer=dict(type='SGD', lr=0.1))))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert 'float16' in amp_for_device(cpu_amp)
+    assert cpu_amp.optim_wrapper.type == 'AmpOptimWrapper'
+    assert 'dtype' not in cpu_amp.optim_wrapper  # float16, not bfloat16
+    assert amp_for_device(cpu_amp) is None  # already right for CUDA
+    assert amp_for_device(_cfg()) is None  # no mixed precision asked
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert 'bfloat16' in amp_for_device(cpu_amp)
+    assert cpu_amp.optim_wrapper.type == 'CPUBFloat16OptimWrapper'
+    assert amp_for_device(cpu_amp) is None

@@ -152,7 +152,9 @@ class MaskBranchMixin:
         targets = gt_masks.targets(
             pos_boxes, pos_gt, cfg['mask_size'],
             binarize=not cfg.get('soft_mask_target', False))
-        return head.loss_mask(logits.sigmoid(), targets,
+        # float32 under AMP: the Dice loss sums S*S products per mask,
+        # which float16 rounds coarsely.
+        return head.loss_mask(logits.float().sigmoid(), targets.float(),
                               avg_factor=avg_factor)
 
     @staticmethod

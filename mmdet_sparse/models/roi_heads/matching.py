@@ -1,8 +1,10 @@
 """Hungarian matching of a whole batch with MMDetection's match costs."""
+import logging
 from typing import List
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -18,6 +20,13 @@ _PAIRWISE_COSTS = (FocalLossCost, ClassificationCost, IoUCost)
 def _image_name(meta: dict, index: int) -> str:
     name = meta.get('img_path') or meta.get('img_id')
     return f'image {index} ({name})' if name is not None else f'image {index}'
+
+
+def _loss_scaled_autocast(device_type: str) -> bool:
+    """Whether float16 autocast is on for ``device_type`` (mixed precision
+    with a loss scaler, which skips steps with non-finite gradients)."""
+    return (torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == torch.float16)
 
 
 class BatchHungarianMatcher:
@@ -89,6 +98,7 @@ class BatchHungarianMatcher:
                 self._add_per_image(cost, match_cost, preds, gt_instances,
                                     batch_img_metas, num_preds)
         cost = cost.cpu().numpy()
+        scaled = _loss_scaled_autocast(boxes.device.type)
 
         matched_np = matched.numpy()
         gt_start = 0
@@ -96,16 +106,53 @@ class BatchHungarianMatcher:
             rows = slice(i * num_preds, (i + 1) * num_preds)
             block = cost[rows, gt_start:gt_start + num_gts]
             if num_gts and not np.isfinite(block).all():
-                raise ValueError(
-                    'Non-finite matching cost for '
-                    f'{_image_name(batch_img_metas[i], i)}: the predictions '
-                    'or its ground-truth boxes hold NaN/Inf (diverged '
-                    'training or bad annotations).')
+                block = self._non_finite(block, gt_instances[i],
+                                         batch_img_metas[i], i, scaled)
             if num_gts:
                 pred_idx, gt_idx = linear_sum_assignment(block)
                 matched_np[i * num_preds + pred_idx] = gt_start + gt_idx
             gt_start += num_gts
         return matched.to(device)
+
+    @staticmethod
+    def _non_finite(block: np.ndarray, gt: InstanceData, meta: dict,
+                    index: int, scaled: bool) -> np.ndarray:
+        """Handle non-finite costs of one image's ``(N, M)`` block.
+
+        Non-finite ground-truth boxes are bad annotations: always an error.
+        Non-finite predictions are an error in full precision (diverged
+        training). Under float16 autocast, where a loss scaler skips steps
+        whose gradients are not finite, they are an overflow of that step:
+        the non-finite costs are replaced by a finite maximum, the matching
+        goes on, and the step's non-finite loss makes the scaler skip it.
+        Every process continues (no process raises alone), and DDP's
+        gradient all-reduce spreads the non-finite values to every rank, so
+        all ranks skip the same step.
+
+        Returns:
+            np.ndarray: The block, finite.
+
+        Raises:
+            ValueError: Naming the image, when the ground truth is not
+                finite or (outside float16 autocast) the predictions.
+        """
+        name = _image_name(meta, index)
+        if not bool(torch.isfinite(gt.bboxes).all()):
+            raise ValueError(
+                f'Non-finite ground-truth box in {name}: its annotations '
+                'hold NaN/Inf; fix or drop them.')
+        if not scaled:
+            raise ValueError(
+                f'Non-finite matching cost for {name}: the predictions hold '
+                'NaN/Inf (diverged training: lower the learning rate or '
+                'enable gradient clipping).')
+        print_log(
+            f'Non-finite predictions for {name} under float16 autocast: '
+            'matched with a finite stand-in cost; the loss scaler skips '
+            'this step.', logger='current', level=logging.WARNING)
+        finite = block[np.isfinite(block)]
+        top = float(np.abs(finite).max()) + 1.0 if finite.size else 1.0
+        return np.nan_to_num(block, nan=top, posinf=top, neginf=-top)
 
     @staticmethod
     def _add_per_image(cost: Tensor, match_cost, preds: InstanceData,

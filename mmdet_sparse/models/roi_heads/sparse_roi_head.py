@@ -219,10 +219,10 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
             gt_masks = self._gt_masks(batch_data_samples, boxes.device)
             mask_avg_factor = avg_factor.item()
 
-        losses, used_levels = {}, set()
+        losses, used_levels = {}, x[0].new_zeros(len(x), dtype=torch.bool)
         for stage in range(self.num_stages):
             head = self.bbox_head[stage]
-            used_levels.update(self._levels(stage, boxes))
+            used_levels |= self._levels(stage, boxes, len(x))
             outputs = self._stage_forward(
                 stage, x, boxes, feats, with_attn=self.with_mask)
             cls_score, new_boxes, feats = outputs[:3]
@@ -253,23 +253,28 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         # Levels that no stage pooled from stay in the graph with a zero
         # gradient, so that every parameter takes part in every step (as
         # distributed training without unused-parameter search requires).
-        unused = [level for level in range(len(x))
-                  if level not in used_levels and x[level].requires_grad]
+        # One host sync for all stages (``tolist``).
+        unused = [level for level, used in enumerate(used_levels.tolist())
+                  if not used and x[level].requires_grad]
         if unused:
             losses['s0.loss_cls'] = losses['s0.loss_cls'] + sum(
                 x[level].sum() * 0 for level in unused)
         return losses
 
-    def _levels(self, stage: int, boxes: Tensor) -> List[int]:
-        """Pyramid levels the extractor of ``stage`` pools ``boxes``
+    def _levels(self, stage: int, boxes: Tensor, num_levels: int) -> Tensor:
+        """``(num_levels,)`` bool, on ``boxes``' device without a host
+        sync: the pyramid levels the extractor of ``stage`` pools ``boxes``
         ``(B, N, 4)`` from."""
         extractor = self._extractor(stage)
         if extractor.num_inputs == 1:
-            return [0]
-        rois = torch.cat([boxes.new_zeros(boxes.shape[:2] + (1, )), boxes],
-                         -1).flatten(0, 1)
-        levels = extractor.map_roi_levels(rois, extractor.num_inputs)
-        return torch.unique(levels).tolist()
+            levels = boxes.new_zeros(1, dtype=torch.long)
+        else:
+            rois = torch.cat(
+                [boxes.new_zeros(boxes.shape[:2] + (1, )), boxes],
+                -1).flatten(0, 1)
+            levels = extractor.map_roi_levels(rois, extractor.num_inputs)
+        return (levels[:, None] == torch.arange(
+            num_levels, device=levels.device)).any(0)
 
     def predict_bbox(self,
                      x: Tuple[Tensor],

@@ -92,12 +92,17 @@ def soft_vote(boxes: Tensor,
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: ``(m, 4)`` boxes, ``(m,)`` scores and
-        ``(m,)`` labels, sorted by descending score.
+        ``(m,)`` labels, sorted by descending score, on the inputs' device
+        (computed on the CPU).
     """
     if not boxes.shape[0] == scores.shape[0] == labels.shape[0]:
         raise ValueError(f'soft_vote: {boxes.shape[0]} boxes, '
                          f'{scores.shape[0]} scores and {labels.shape[0]} '
                          'labels; give one score and label per box')
+    # The greedy grouping is sequential and every group's boolean indexing
+    # would wait for the device: run it on the CPU, with one copy each way.
+    device = boxes.device
+    boxes, scores, labels = boxes.cpu(), scores.cpu(), labels.cpu()
     all_boxes, all_scores, all_labels = [], [], []
     for label in labels.unique():
         idx = labels == label
@@ -107,8 +112,10 @@ def soft_vote(boxes: Tensor,
         all_scores.append(s)
         all_labels.append(labels.new_full((s.numel(), ), int(label)))
     if not all_boxes:
-        return boxes[:0], scores[:0], labels[:0]
+        return boxes[:0].to(device), scores[:0].to(device), \
+            labels[:0].to(device)
     boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)
     labels = torch.cat(all_labels)
     order = scores.argsort(descending=True, stable=True)
-    return boxes[order], scores[order], labels[order]
+    return (boxes[order].to(device), scores[order].to(device),
+            labels[order].to(device))

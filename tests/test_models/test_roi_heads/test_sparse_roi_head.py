@@ -303,6 +303,33 @@ class TestSparseRoIHead(TestCase):
         for name, param in roi.mask_head.named_parameters():
             self.assertIsNotNone(param.grad, msg=name)
 
+    def test_masks_float16_autocast_dice_in_float32(self):
+        """Under fp16 AMP the Dice loss gets float32 inputs: it sums S*S
+        products per mask, which float16 would round coarsely."""
+        rpn, roi = _queryinst_heads()
+        shapes = [(64, 96)]
+        samples = _mask_samples(shapes, [3])
+        seen = []
+        for head in roi.mask_head:
+            head.loss_mask.register_forward_pre_hook(
+                lambda _, args: seen.append((args[0].dtype, args[1].dtype)))
+        with torch.autocast('cpu', dtype=torch.float16):
+            losses = _loss(rpn, roi, shapes, samples,
+                           fpn_features(shapes, CHANNELS))
+        self.assertEqual(seen, [(torch.float32, torch.float32)] * 6)
+        for i in range(6):
+            self.assertEqual(losses[f's{i}.loss_mask'].dtype, torch.float32)
+            self.assertTrue(torch.isfinite(losses[f's{i}.loss_mask']))
+
+    def test_levels_of_every_stage_without_host_sync(self):
+        """``_levels`` gives a device mask per stage; ``loss`` reads them
+        once."""
+        rpn, roi = _heads()
+        boxes = torch.tensor([[[0., 0., 20., 20.], [0., 0., 500., 500.]]])
+        used = roi._levels(0, boxes, 4)
+        self.assertEqual(used.dtype, torch.bool)
+        self.assertEqual(used.tolist(), [True, False, False, True])
+
     def test_masks_need_gt_masks(self):
         rpn, roi = _queryinst_heads()
         shapes = [(64, 96)]

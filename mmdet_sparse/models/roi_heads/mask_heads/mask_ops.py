@@ -29,11 +29,16 @@ def _mask_size(masks) -> Tuple[int, int]:
     return int(masks.height), int(masks.width)
 
 
+# float32 bytes of uint8 ground-truth masks converted at a time for their
+# RoIAlign crops (off the CPU, see GroundTruthMasks._stack).
+TARGET_CHUNK_BYTES = 64 * 2**20
+
+
 class GroundTruthMasks:
     """A batch's ground-truth masks, prepared once for every stage.
 
-    Bitmap masks of images of one size are stacked into one float tensor
-    (on first use), so that each stage's targets take one RoIAlign call per
+    Bitmap masks of images of one size are stacked into one tensor (on
+    first use), so that each stage's targets take one RoIAlign call per
     size; polygon masks are cropped image by image, as MMDetection does.
 
     Args:
@@ -62,16 +67,49 @@ class GroundTruthMasks:
         self._stacked = {}
 
     def _stack(self, key) -> Tuple[Tensor, dict]:
-        """Float ``(G, H, W)`` masks of a size group and each image's first
-        row in it."""
+        """``(G, H, W)`` masks of a size group and each image's first row
+        in it: float32 on the CPU, uint8 elsewhere (a quarter of the
+        accelerator memory; :meth:`_crop` converts them chunk by chunk)."""
         if key not in self._stacked:
             imgs = self.groups[key]
             offsets = dict(zip(imgs, np.cumsum(
                 [0] + [len(self.gt_masks[i]) for i in imgs[:-1]]).tolist()))
             masks = np.concatenate([self.gt_masks[i].masks for i in imgs])
+            dtype = torch.float32 if self.device.type == 'cpu' \
+                else torch.uint8
             self._stacked[key] = (torch.from_numpy(masks).to(
-                device=self.device, dtype=torch.float32), offsets)
+                device=self.device, dtype=dtype), offsets)
         return self._stacked[key]
+
+    @staticmethod
+    def _crop(stacked: Tensor, index: np.ndarray, boxes: Tensor,
+              size: Tuple[int, int]) -> Tensor:
+        """RoIAlign crops ``(k, h, w)`` (float32) of masks
+        ``stacked[index[i]]`` ``(G, H, W)`` by ``boxes[i]`` ``(k, 4)``.
+
+        uint8 masks are converted to float32 in chunks of about
+        :data:`TARGET_CHUNK_BYTES`; each crop depends on its own mask and
+        box only, so the values equal one float32 call's.
+        """
+        def crop(masks: Tensor, rows, idx: np.ndarray) -> Tensor:
+            rois = torch.cat([
+                torch.as_tensor(idx, device=boxes.device,
+                                dtype=torch.float32)[:, None], boxes[rows]
+            ], 1)
+            return roi_align(masks.float()[:, None], rois, size, 1.0, 0,
+                             'avg', True).squeeze(1)
+
+        if stacked.dtype == torch.float32:
+            return crop(stacked, slice(None), index)
+        step = max(1, TARGET_CHUNK_BYTES // (4 * stacked[0].numel()))
+        out = boxes.new_empty((len(boxes), *size))
+        for start in range(0, stacked.size(0), step):
+            rows = np.flatnonzero((index >= start) & (index < start + step))
+            if len(rows):
+                rows_t = torch.as_tensor(rows, device=boxes.device)
+                out[rows_t] = crop(stacked[start:start + step], rows_t,
+                                   index[rows] - start)
+        return out
 
     def targets(self, boxes: Tensor, gt_index: Tensor,
                 mask_size: Union[int, Tuple[int, int]],
@@ -120,12 +158,7 @@ class GroundTruthMasks:
                 continue
             stacked, offsets = self._stack(key)
             local = local + np.array([offsets[i] for i in img_of[rows]])
-            rois = torch.cat([
-                torch.as_tensor(local, device=device,
-                                dtype=torch.float32)[:, None], clipped
-            ], 1)
-            targets = roi_align(stacked[:, None], rois, size, 1.0, 0, 'avg',
-                                True).squeeze(1)
+            targets = self._crop(stacked, local, clipped, size)
             if binarize:
                 targets = (targets >= 0.5).float()
             out[rows_t] = targets
@@ -190,6 +223,15 @@ def paste_masks(probs: Tensor, boxes: Tensor, img_h: int, img_w: int,
         Tensor: ``(k, img_h, img_w)`` bool (uint8 probabilities x255 when
         ``threshold < 0``, float32 when None).
     """
+    with torch.autocast(probs.device.type, enabled=False):
+        # Under AMP the matrix products below would run in float16 and
+        # move probabilities across the threshold.
+        return _paste_masks(probs, boxes, img_h, img_w, threshold)
+
+
+def _paste_masks(probs: Tensor, boxes: Tensor, img_h: int, img_w: int,
+                 threshold: Optional[float]) -> Tensor:
+    """:func:`paste_masks` without autocast."""
     num, mask_h, mask_w = probs.shape
     if threshold is None:
         dtype = torch.float32

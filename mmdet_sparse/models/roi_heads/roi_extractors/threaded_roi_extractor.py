@@ -12,6 +12,7 @@ map, except where torchvision's kernel on the same parallel tasks is
 cheaper (:func:`_to_kernel`); both equal the single-threaded kernel's up to
 float rounding.
 """
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 from mmcv.ops import RoIAlign
+from mmengine.logging import print_log
 from torch import Tensor
 
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
@@ -108,6 +110,30 @@ def _to_kernel(area: Tensor, img_ids: Tensor, map_pixels: int,
     saved = float((area[costly] - per_roi).sum())
     maps = torch.unique(img_ids[costly]).numel() * map_pixels
     return costly if saved > maps else torch.zeros_like(costly)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype RoIs are mapped and pooled in: float32 for the 16-bit
+    float types, else ``dtype`` (float32, float64)."""
+    return torch.float32 if dtype in (torch.float16,
+                                      torch.bfloat16) else dtype
+
+
+_WARNED_SINGLE_THREAD = False
+
+
+def _warn_single_thread() -> None:
+    """Say once per process that RoIAlign runs on one CPU thread."""
+    global _WARNED_SINGLE_THREAD
+    if not _WARNED_SINGLE_THREAD:
+        _WARNED_SINGLE_THREAD = True
+        print_log(
+            'ThreadedRoIExtractor: torch uses 1 thread '
+            f'(OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS")}), so '
+            'RoIAlign runs single-threaded on the CPU; set OMP_NUM_THREADS '
+            'to the cores per process (tools/dist_train.sh does) or '
+            'num_threads in the extractor config.',
+            logger='current', level=logging.WARNING)
 
 
 class _ThreadedRoIAlign(torch.autograd.Function):
@@ -212,8 +238,16 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
     mmcv's ``RoIAlign`` (``pool_mode='avg'``, fixed ``sampling_ratio``).
     One difference in the graph: a level without RoIs gets no gradient
     (``SingleRoIExtractor`` adds a zero term per level instead). On
-    CUDA tensors, with another RoI layer or adaptive sampling, with
-    ``roi_scale_factor`` or with one thread it simply calls the parent.
+    tensors of another device (CUDA, MPS, ...), with another RoI layer or
+    adaptive sampling, with ``roi_scale_factor`` or with one thread it
+    calls the parent.
+
+    One difference in precision, on every path: float16/bfloat16 features
+    (AMP) are pooled in float32 with float32 RoIs, and the output is cast
+    back. The RoIs' levels and sampling points are then those of a float32
+    run; ``SingleRoIExtractor`` casts the RoIs to float16, where a
+    300x300 box's area (90000 > 65504) overflows and maps to another level.
+    The float32 copy of a level lives only during the RoIAlign call.
 
     Args:
         num_threads (int, optional): Worker threads; defaults to
@@ -248,7 +282,9 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
 
     def map_roi_levels(self, rois: Tensor, num_levels: int) -> Tensor:
         """Level index ``(n,)`` (long) of each RoI ``(n, 5)`` by
-        ``level_rule``."""
+        ``level_rule``, computed in at least float32 (a box area above
+        65504 px² overflows float16)."""
+        rois = rois.to(_work_dtype(rois.dtype))
         if self.level_rule == 'mmdet':
             return super().map_roi_levels(rois, num_levels)
         min_level = math.log2(self.featmap_strides[0])
@@ -275,11 +311,24 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
         feats = tuple(feats[:self.num_inputs])
         if is_exporting():
             return self.export_forward(feats, rois, roi_scale_factor)
-        if (not self._threadable or workers < 2 or feats[0].is_cuda
-                or roi_scale_factor is not None
-                or len(feats) == 1):
-            return super().forward(feats, rois, roi_scale_factor)
-        rois = rois.type_as(feats[0])
+        # Reduced-precision features (fp16 AMP) are pooled in float32, with
+        # float32 RoIs: the level of a RoI and its sampling points are those
+        # of a float32 run (``SingleRoIExtractor`` would cast the RoIs to
+        # float16, where areas above 65504 px² overflow to another level
+        # and coordinates above 512 px round to 0.5-1 px).
+        out_dtype = feats[0].dtype
+        work = _work_dtype(out_dtype)
+        if work != out_dtype:
+            feats = tuple(f.to(work) for f in feats)
+        rois = rois.to(work)
+        if (not self._threadable or workers < 2
+                or feats[0].device.type != 'cpu'
+                or roi_scale_factor is not None or len(feats) == 1):
+            if (workers < 2 and self.num_threads is None
+                    and feats[0].device.type == 'cpu'):
+                _warn_single_thread()
+            return super().forward(feats, rois,
+                                   roi_scale_factor).to(out_dtype)
         levels = self.map_roi_levels(rois, len(feats))
         level_rois = []
         for level in range(len(feats)):
@@ -287,7 +336,7 @@ class ThreadedRoIExtractor(SingleRoIExtractor):
             level_rois.append((rows, rois[rows]))
         feats = tuple(f.contiguous() for f in feats)
         return _ThreadedRoIAlign.apply(level_rois, self._params, workers,
-                                       *feats)
+                                       *feats).to(out_dtype)
 
     def export_forward(self,
                        feats: Tuple[Tensor],

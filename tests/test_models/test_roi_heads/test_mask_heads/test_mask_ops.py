@@ -1,5 +1,5 @@
 """Batched mask targets and mask pasting against MMDetection's."""
-from unittest import TestCase
+from unittest import TestCase, mock
 
 import numpy as np
 import torch
@@ -8,7 +8,8 @@ from mmengine.config import ConfigDict
 from helpers import ellipse_masks
 from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
 from mmdet.structures.mask import PolygonMasks, mask_target
-from mmdet_sparse.models.roi_heads.mask_heads import (mask_targets,
+from mmdet_sparse.models.roi_heads.mask_heads import (mask_ops,
+                                                      mask_targets,
                                                       paste_masks)
 
 
@@ -97,3 +98,51 @@ class TestMaskOps(TestCase):
         self.assertFalse(masks.any())
         none = paste_masks(probs[:0], boxes[:0], 40, 50, 0.5)
         self.assertEqual(none.shape, (0, 40, 50))
+
+    def test_uint8_masks_in_chunks_equal_float32(self):
+        """Off the CPU the stacked masks are uint8 (a quarter of float32's
+        memory), converted chunk by chunk: the targets are the same."""
+        gen = torch.Generator().manual_seed(2)
+        h, w = 40, 56
+        gt_masks = [ellipse_masks(_boxes(n, h, w, gen).clamp(min=0), h, w,
+                                  seed=n) for n in (3, 4, 2)]
+        index = torch.randint(0, 9, (25, ), generator=gen)
+        boxes = _boxes(25, h, w, gen)
+        ref = mask_ops.GroundTruthMasks(gt_masks, torch.device('cpu'))
+        ref_targets = ref.targets(boxes, index, 28)
+        self.assertEqual(ref._stacked[(h, w)][0].dtype, torch.float32)
+        for chunk_masks in (1, 2, 4, 9):
+            with self.subTest(chunk_masks=chunk_masks), mock.patch.object(
+                    mask_ops, 'TARGET_CHUNK_BYTES', chunk_masks * h * w * 4):
+                compact = mask_ops.GroundTruthMasks(gt_masks,
+                                                    torch.device('cpu'))
+                # Stand-in for a GPU: the stack the accelerator keeps.
+                compact._stacked[(h, w)] = (
+                    ref._stacked[(h, w)][0].to(torch.uint8),
+                    ref._stacked[(h, w)][1])
+                for binarize in (True, False):
+                    self.assertTrue(torch.equal(
+                        compact.targets(boxes, index, 28, binarize),
+                        ref.targets(boxes, index, 28, binarize)))
+        self.assertTrue(torch.equal(ref_targets, ref.targets(boxes, index,
+                                                             28)))
+
+    def test_stack_dtype_by_device(self):
+        masks = [ellipse_masks(torch.tensor([[2., 2., 9., 9.]]), 16, 16)]
+        cpu = mask_ops.GroundTruthMasks(masks, torch.device('cpu'))
+        self.assertEqual(cpu._stack((16, 16))[0].dtype, torch.float32)
+        meta = mask_ops.GroundTruthMasks(masks, torch.device('meta'))
+        self.assertEqual(meta._stack((16, 16))[0].dtype, torch.uint8)
+
+    def test_paste_ignores_autocast(self):
+        """Pasted under AMP, masks equal a float32 paste (the products are
+        not run in reduced precision)."""
+        gen = torch.Generator().manual_seed(3)
+        h, w = 45, 61
+        probs = torch.rand(30, 28, 28, generator=gen)
+        boxes = _boxes(30, h, w, gen)
+        ref = paste_masks(probs, boxes, h, w, None)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            amp = paste_masks(probs, boxes, h, w, None)
+        self.assertEqual(amp.dtype, torch.float32)
+        self.assertTrue(torch.equal(amp, ref))

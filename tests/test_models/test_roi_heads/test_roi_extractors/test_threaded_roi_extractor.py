@@ -123,3 +123,60 @@ class TestThreadedRoIExtractor(TestCase):
                                             expected))
         with self.assertRaisesRegex(ValueError, 'level_rule'):
             _extractor('ThreadedRoIExtractor', level_rule='d2')
+
+    def test_float16_features_pool_float32_levels_and_points(self):
+        """AMP: float16 features give float32's levels and values, for boxes
+        up to 1333 px (float16 areas overflow above 65504 px²)."""
+        gen = torch.Generator().manual_seed(5)
+        feats = [torch.randn(1, 8, 1344 // s, 1344 // s, generator=gen)
+                 for s in (4, 8, 16, 32)]
+        half = [f.half() for f in feats]
+        exact = [f.float() for f in half]  # the same values, in float32
+        # Squares of 300 px (level 2 in float32, 3 if the area overflows)
+        # at coordinates above 512 px, and sizes up to 1333 px.
+        sides = torch.tensor([300., 256.5, 600.25, 1333., 40.75, 700.5])
+        x0 = torch.tensor([513.3, 700.7, 20.1, 0.0, 1000.9, 611.6])
+        rois = torch.stack([torch.zeros(6), x0, x0 / 2, x0 + sides,
+                            x0 / 2 + sides], 1)
+        for rule in ('mmdet', 'detectron2'):
+            for threads in (1, 2):
+                with self.subTest(rule=rule, threads=threads):
+                    module = _extractor('ThreadedRoIExtractor',
+                                        num_threads=threads, level_rule=rule)
+                    self.assertEqual(
+                        module.map_roi_levels(rois.half(), 4).tolist(),
+                        module.map_roi_levels(rois, 4).tolist())
+                    out = module(half, rois)
+                    self.assertEqual(out.dtype, torch.float16)
+                    self.assertTrue(torch.equal(
+                        out, module(exact, rois).half()))
+        self.assertEqual(module.map_roi_levels(rois, 4)[0].item(), 2)
+
+    def test_float16_gradient_reaches_float16_features(self):
+        module = _extractor('ThreadedRoIExtractor', num_threads=2)
+        feats, rois = _inputs()
+        half = [f.half().requires_grad_() for f in feats]
+        module(half, rois).float().sum().backward()
+        exact = [f.half().float().requires_grad_() for f in feats]
+        module(exact, rois).sum().backward()
+        for h, e in zip(half, exact):
+            if e.grad is None:
+                self.assertIsNone(h.grad)
+                continue
+            self.assertEqual(h.grad.dtype, torch.float16)
+            self.assertTrue(torch.equal(h.grad, e.grad.half()))
+
+    def test_other_devices_use_the_parent(self):
+        """Tensors of a device other than the CPU (here ``meta``, standing
+        in for MPS/XPU/NPU) must not reach the CPU thread pool."""
+        module = _extractor('ThreadedRoIExtractor', num_threads=2)
+        feats = [torch.empty(2, 8, 16, 16, device='meta') for _ in range(4)]
+        rois = torch.zeros(3, 5, device='meta')
+        parent = mock.Mock(return_value=torch.empty(3, 8, 7, 7,
+                                                    device='meta'))
+        with mock.patch.object(threaded_roi_extractor.SingleRoIExtractor,
+                               'forward', parent), mock.patch.object(
+                threaded_roi_extractor._ThreadedRoIAlign, 'apply') as pool:
+            module(feats, rois)
+        pool.assert_not_called()
+        parent.assert_called_once()
