@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment and install the stack:
 #   torch + torchvision (a matched pair; kept when already working),
-#   mmcv 2.1.0 with ops (built once per torch build, wheel cached by torch version),
+#   mmcv 2.1.0 with ops (built once per torch build and ops kind, wheel cached),
 #   mmengine / mmdet / timm / ... from requirements.txt, and this package (editable).
 # Re-running is cheap: every step checks before it installs.
+# mmcv's ops get CUDA kernels when a CUDA toolkit matching torch's CUDA is
+# found (tools/mmcv_build_plan.py decides; MMDET_SPARSE_CPU_OPS=1 opts out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +25,18 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-req_hash=$(cat requirements.txt pyproject.toml tools/setup_env.sh 2>/dev/null | sha1sum | cut -c1-16)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$req_hash" ] \
-   && "$PY" -c "import mmcv.ops, mmdet, mmdet_sparse" >/dev/null 2>&1; then
-  exit 0
+req_hash=$(cat requirements.txt pyproject.toml tools/setup_env.sh tools/mmcv_build_plan.py \
+  2>/dev/null | sha1sum | cut -c1-16)
+# The stamp holds that hash and the installed mmcv ops (cpu | cudaX.Y); the
+# plan checks those ops still fit this machine (a toolkit or GPU may be new).
+if [ -f "$STAMP" ] && read -r stamp_hash stamp_ops < "$STAMP" \
+   && [ "$stamp_hash" = "$req_hash" ] && [ -n "${stamp_ops:-}" ]; then
+  "$PY" -c "import mmcv.ops, mmdet, mmdet_sparse" >/dev/null 2>&1 & imports=$!
+  plan=$("$PY" tools/mmcv_build_plan.py --quiet --installed "${stamp_ops#mmcv_ops=}")
+  eval "$plan"
+  if wait "$imports" && [ "$MMCV_ACTION" = keep ]; then
+    exit 0
+  fi
 fi
 
 "${PIP[@]}" install -q "setuptools>=77,<81" wheel ninja
@@ -47,22 +57,33 @@ else
   "${PIP[@]}" install -q $TORCH_SPEC
 fi
 
-# 2. mmcv with ops, built once per torch build and cached under a key that
-#    names that build (pip's own cache keys only by the source archive).
-if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then
-  log "mmcv $MMCV_VERSION with ops already installed"
+# 2. mmcv with ops, built once per torch build and ops kind (CPU-only, or CUDA
+#    version + arch list) and cached under a key that names both (pip's own
+#    cache keys only by the source archive). The plan script decides.
+plan=$("$PY" tools/mmcv_build_plan.py --mmcv-version "$MMCV_VERSION")
+eval "$plan"
+if [ "$MMCV_ACTION" = keep ]; then
+  log "mmcv $MMCV_VERSION with ops ($MMCV_INSTALLED) already installed"
 else
-  key=$("$PY" -c "import sys, torch; print(f'py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}-cuda{torch.version.cuda if torch.cuda.is_available() else \"none\"}')")
-  wheel_dir="$CACHE_ROOT/wheels/mmcv-$MMCV_VERSION-$key"
+  wheel_dir="$CACHE_ROOT/wheels/mmcv-$MMCV_VERSION-$MMCV_WHEEL_KEY"
   mkdir -p "$wheel_dir"
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
-    log "building mmcv $MMCV_VERSION with ops for $key (about 20 minutes on 2 cores)"
+    if [ "$MMCV_OPS" = cuda ]; then
+      build_env=(FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$MMCV_ARCH_LIST" "CUDA_HOME=$MMCV_CUDA_HOME")
+      log "building mmcv $MMCV_VERSION with CUDA ops for $MMCV_WHEEL_KEY (much longer than the CPU build)"
+    else
+      # mmcv compiles CUDA sources whenever a GPU is visible: hide it.
+      build_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
+      log "building mmcv $MMCV_VERSION with CPU ops for $MMCV_WHEEL_KEY (about 21 minutes on 2 cores)"
+    fi
     tmp_dir=$(mktemp -d)
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "${PIP[@]}" wheel --no-build-isolation \
-      --no-cache-dir --no-deps -w "$tmp_dir" "mmcv==$MMCV_VERSION"
+    env "${build_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "${PIP[@]}" wheel --no-build-isolation --no-cache-dir --no-deps -w "$tmp_dir" "mmcv==$MMCV_VERSION"
     mv "$tmp_dir"/mmcv-*.whl "$wheel_dir"/
     rmdir "$tmp_dir" || true
   fi
+  # Same version, other ops: pip would call it already satisfied.
+  "${PIP[@]}" uninstall -q -y mmcv >/dev/null 2>&1 || true
   "${PIP[@]}" install -q "$wheel_dir"/mmcv-*.whl
 fi
 
@@ -70,6 +91,12 @@ fi
 "${PIP[@]}" install -q -r requirements.txt
 "${PIP[@]}" install -q --no-deps openmim==0.3.9
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
-"$PY" -c "import mmcv.ops, mmdet, mmdet_sparse" 
-echo "$req_hash" > "$STAMP"
+ops=$("$PY" -c "import mmcv.ops, mmdet, mmdet_sparse; print(mmcv.ops.get_compiling_cuda_version())" | tail -n 1)
+case "$ops" in "not available") ops=cpu ;; *) ops=cuda$ops ;; esac
+if [ "$MMCV_OPS" = cuda ] && [ "$ops" = cpu ]; then
+  log "error: mmcv's ops were built without CUDA kernels; see docs/installation.md"
+  exit 1
+fi
+echo "$req_hash mmcv_ops=$ops" > "$STAMP"
+log "mmcv ops: $ops"
 log "environment ready: $VENV"
