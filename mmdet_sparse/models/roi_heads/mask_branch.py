@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mmdet.utils import ConfigType, InstanceList
 from mmdet_sparse.registry import MODELS
+from .stage_configs import per_stage
 from .mask_heads.mask_ops import (GroundTruthMasks, paste_masks,
                                   select_label_channel)
 
@@ -37,7 +38,7 @@ class MaskBranchMixin:
     the channel of its label.
 
     The host class provides ``num_stages``, ``bbox_roi_extractor``,
-    ``_per_stage`` semantics and ``test_cfg``.
+    ``per_stage`` semantics and ``test_cfg``.
     """
 
     def init_mask_head(self, mask_roi_extractor: ConfigType,
@@ -50,10 +51,9 @@ class MaskBranchMixin:
                 extractor.
             mask_head (dict | list[dict]): Config of each stage's mask head.
         """
-        from .sparse_roi_head import _per_stage
         self.mask_head = ModuleList([
             MODELS.build(cfg)
-            for cfg in _per_stage(mask_head, self.num_stages, 'mask_head')
+            for cfg in per_stage(mask_head, self.num_stages, 'mask_head')
         ])
         for stage, head in enumerate(self.mask_head):
             if not _takes_proposal_feats(head):
@@ -67,7 +67,7 @@ class MaskBranchMixin:
         elif isinstance(mask_roi_extractor, (list, tuple)):
             self.share_roi_extractor = False
             self.mask_roi_extractor = ModuleList([
-                MODELS.build(cfg) for cfg in _per_stage(
+                MODELS.build(cfg) for cfg in per_stage(
                     mask_roi_extractor, self.num_stages, 'mask_roi_extractor')
             ])
         else:

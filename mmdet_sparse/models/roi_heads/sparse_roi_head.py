@@ -15,16 +15,7 @@ from ..dense_heads.embedding_rpn_head import images_whwh
 from .mask_branch import MaskBranchMixin
 from .matching import BatchHungarianMatcher
 from .detection_filters import filter_detections
-
-
-def _per_stage(cfg, num_stages: int, name: str) -> list:
-    """A list of ``num_stages`` configs from one config or a list."""
-    if isinstance(cfg, (list, tuple)):
-        if len(cfg) != num_stages:
-            raise ValueError(f'{name} has {len(cfg)} entries for '
-                             f'{num_stages} stages')
-        return list(cfg)
-    return [cfg] * num_stages
+from .stage_configs import per_stage
 
 
 @MODELS.register_module()
@@ -99,14 +90,14 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         """Build the RoI extractor(s) and one head per stage."""
         if isinstance(bbox_roi_extractor, (list, tuple)):
             self.bbox_roi_extractor = ModuleList([
-                MODELS.build(cfg) for cfg in _per_stage(
+                MODELS.build(cfg) for cfg in per_stage(
                     bbox_roi_extractor, self.num_stages, 'bbox_roi_extractor')
             ])
         else:
             self.bbox_roi_extractor = MODELS.build(bbox_roi_extractor)
         self.bbox_head = ModuleList([
             MODELS.build(cfg)
-            for cfg in _per_stage(bbox_head, self.num_stages, 'bbox_head')
+            for cfg in per_stage(bbox_head, self.num_stages, 'bbox_head')
         ])
         for stage, head in enumerate(self.bbox_head):
             if not all(hasattr(head, name) for name in ('decode', 'scores')):
@@ -124,7 +115,7 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         self.matchers = []
         if self.train_cfg is None:
             return
-        stage_cfgs = _per_stage(self.train_cfg, self.num_stages, 'train_cfg')
+        stage_cfgs = per_stage(self.train_cfg, self.num_stages, 'train_cfg')
         for stage, cfg in enumerate(stage_cfgs):
             assigner = TASK_UTILS.build(cfg['assigner'])
             if not hasattr(assigner, 'match_costs'):
