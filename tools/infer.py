@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmdet_sparse.apis import (build_inferencer, collect_inputs,  # noqa: E402
                                default_device, run_inference)
+from mmdet_sparse.utils.checkpoint_url import resolve_checkpoint  # noqa: E402,E501
 
 #: Exit status of a run whose video ended early (results are partial).
 EXIT_INCOMPLETE = 3
@@ -35,8 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Sparse R-CNN inference on images or a video')
     parser.add_argument('config', help='model config file (with '
                         '--backend onnxruntime|openvino: the .onnx file)')
-    parser.add_argument('checkpoint', help='checkpoint file (with '
-                        '--backend onnxruntime|openvino: the input)')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL '
+                        '(with --backend onnxruntime|openvino: the input)')
     parser.add_argument(
         'input', nargs='?',
         help='an image file, a folder of images or a video file')
@@ -75,7 +76,8 @@ def main(argv=None) -> None:
         inferencer = OnnxInferencer(args.config, backend=args.backend)
     else:
         device = args.device or default_device()
-        inferencer = build_inferencer(args.config, args.checkpoint, device)
+        inferencer = build_inferencer(
+            args.config, resolve_checkpoint(args.checkpoint), device)
     out = run_inference(inferencer, inputs, args.out_dir, args.score_thr)
     if inputs.kind == 'video':
         what = f'{out["num_frames"]} frame(s) of the video'

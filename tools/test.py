@@ -23,6 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Registers this package's and MMDetection's modules and lets Runner
 # checkpoints load under weights_only (see mmdet_sparse/__init__.py).
 import mmdet_sparse  # noqa: E402,F401
+from mmdet_sparse.utils.checkpoint_url import resolve_checkpoint  # noqa: E402,E501
 from mmdet_sparse.utils.tool_config import load_tool_config  # noqa: E402,E501
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
@@ -34,7 +35,7 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     """Command-line arguments (MMDetection's test flags)."""
     parser = argparse.ArgumentParser(description='Test a detector')
     parser.add_argument('config', help='test config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
     parser.add_argument(
         '--work-dir', help='folder for the logs and evaluation metrics')
     parser.add_argument(
@@ -141,6 +142,7 @@ def main(argv: Optional[list] = None) -> dict:
     args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint not found: {args.checkpoint}')
     setup_cache_size_limit_of_dynamo()

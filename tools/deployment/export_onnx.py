@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Export Sparse R-CNN to ONNX (whole detector, no NMS)')
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
     parser.add_argument('--out', required=True, help='the .onnx file')
     parser.add_argument(
         '--opset', type=int, default=DEFAULT_OPSET,
@@ -49,12 +49,13 @@ def main(argv=None) -> int:
     exported."""
     args = parse_args(argv)
     from mmdet_sparse.deploy import ExportError, export_onnx
+    from mmdet_sparse.utils.checkpoint_url import resolve_checkpoint
     warnings.filterwarnings('ignore', category=UserWarning)
     warnings.filterwarnings('ignore', category=DeprecationWarning)
     try:
-        meta = export_onnx(args.config, args.checkpoint, args.out,
-                           opset=args.opset, img_size=args.img_size,
-                           dynamic=args.dynamic)
+        meta = export_onnx(args.config, resolve_checkpoint(args.checkpoint),
+                           args.out, opset=args.opset,
+                           img_size=args.img_size, dynamic=args.dynamic)
     except ExportError as exc:
         print(f'error: {args.config}: {exc}', file=sys.stderr)
         return 2
