@@ -6,6 +6,7 @@ from .checkpoint_hook import AtomicCheckpointHook
 from .data_check import DataCheckHook, check_classes
 from .hooks import RNGStateHook
 from .loops import ResumableEpochBasedTrainLoop
+from .proposal_init import DatasetProposalInitHook  # noqa: F401
 from .cpu_support import (CPUBFloat16OptimWrapper, amp_for_device,
                           enable_amp, setup_cpu_distributed)
 

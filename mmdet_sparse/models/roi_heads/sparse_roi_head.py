@@ -1,5 +1,5 @@
 """The iterative head of Sparse R-CNN."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import ModuleList
@@ -33,10 +33,18 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
     (see :class:`MaskBranchMixin`), and the last one predicts the masks of
     the detections.
 
+    ``feature_reuse=False`` makes it the paper's plain cascade (Table 4):
+    every stage starts from the initial proposal features instead of the
+    previous stage's object features, so only the (detached) boxes pass
+    from stage to stage.
+
     Args:
         num_stages (int): Number of stages. Defaults to 6.
         stage_loss_weights (Sequence[float]): Loss weight of each stage.
         proposal_feature_channel (int): Proposal feature channels.
+        feature_reuse (bool): Each stage takes the previous stage's object
+            features (True, the paper's model) or the initial proposal
+            features (False, the plain cascade). Defaults to True.
         bbox_roi_extractor (dict | list[dict]): RoI extractor (shared by the
             stages when one dict is given).
         bbox_head (dict | list[dict]): Config of each stage's head.
@@ -58,6 +66,7 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
                  num_stages: int = 6,
                  stage_loss_weights: Sequence[float] = (1, 1, 1, 1, 1, 1),
                  proposal_feature_channel: int = 256,
+                 feature_reuse: bool = True,
                  bbox_roi_extractor: ConfigType = dict(
                      type='ThreadedRoIExtractor',
                      roi_layer=dict(
@@ -76,6 +85,7 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         self.num_stages = num_stages
         self.stage_loss_weights = list(stage_loss_weights)
         self.proposal_feature_channel = proposal_feature_channel
+        self.feature_reuse = feature_reuse
         super().__init__(
             bbox_roi_extractor=bbox_roi_extractor,
             bbox_head=bbox_head,
@@ -140,7 +150,8 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
                        x: Tuple[Tensor],
                        boxes: Tensor,
                        feats: Tensor,
-                       with_attn: bool = False) -> Tuple[Tensor, ...]:
+                       with_attn: bool = False,
+                       whwh: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
         """Run one stage on a batch.
 
         Args:
@@ -149,6 +160,8 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
             boxes (Tensor): Current boxes ``(B, N, 4)``, xyxy pixels.
             feats (Tensor): Proposal features ``(B, N, C)``.
             with_attn (bool): Also return the post-attention features.
+            whwh (Tensor, optional): ``(B, 4)`` image sizes; needed by a
+                head with ``pos_encoding``.
 
         Returns:
             tuple[Tensor]: logits ``(B, N, K)``, refined boxes ``(B, N, 4)``
@@ -164,9 +177,46 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         extractor = self._extractor(stage)
         roi_feats = extractor(x[:extractor.num_inputs], rois)
         head = self.bbox_head[stage]
-        cls_score, deltas, feats, attn_feats = head(roi_feats, feats)
+        cls_score, deltas, feats, attn_feats = self.run_bbox_head(
+            stage, roi_feats, boxes, feats, whwh)
         outputs = (cls_score, head.decode(boxes, deltas), feats)
         return outputs + (attn_feats, ) if with_attn else outputs
+
+    def run_bbox_head(self, stage: int, roi_feats: Tensor, boxes: Tensor,
+                      feats: Tensor,
+                      whwh: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """Call the head of ``stage`` with the inputs it takes.
+
+        Args:
+            stage (int): Stage index.
+            roi_feats (Tensor): ``(B*N, C, S, S)``.
+            boxes (Tensor): ``(B, N, 4)`` xyxy pixels.
+            feats (Tensor): ``(B, N, C)`` the stage's proposal features.
+            whwh (Tensor, optional): ``(B, 4)``; needed when the head has
+                ``pos_encoding`` (it gets ``boxes / whwh``).
+
+        Returns:
+            tuple[Tensor]: the head's logits, deltas, object and
+            post-attention features.
+        """
+        head = self.bbox_head[stage]
+        if not getattr(head, 'pos_encoding', False):
+            return head(roi_feats, feats)
+        if whwh is None:
+            raise ValueError(f'bbox_head[{stage}] encodes the boxes: pass '
+                             'the image sizes whwh')
+        return head(roi_feats, feats, boxes / whwh[:, None].to(boxes))
+
+    @property
+    def _encodes_boxes(self) -> bool:
+        """Whether a stage's head takes the boxes (``pos_encoding``)."""
+        return any(getattr(head, 'pos_encoding', False)
+                   for head in self.bbox_head)
+
+    def stage_feats(self, feats: Tensor, init_feats: Tensor) -> Tensor:
+        """Proposal features a stage starts from: the previous stage's
+        ``feats`` with ``feature_reuse``, else ``init_feats``."""
+        return feats if self.feature_reuse else init_feats
 
     @staticmethod
     def _proposals(rpn_results_list: InstanceList) -> Tuple[Tensor, Tensor]:
@@ -196,6 +246,7 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
         metas = [s.metainfo for s in batch_data_samples]
         gt_instances = [s.gt_instances for s in batch_data_samples]
         boxes, feats = self._proposals(rpn_results_list)
+        init_feats = feats
         num_proposals = boxes.size(1)
         whwh = images_whwh(metas, boxes).float()
         pred_whwh = whwh.repeat_interleave(num_proposals, dim=0)
@@ -215,7 +266,8 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
             head = self.bbox_head[stage]
             used_levels |= self._levels(stage, boxes, len(x))
             outputs = self._stage_forward(
-                stage, x, boxes, feats, with_attn=self.with_mask)
+                stage, x, boxes, self.stage_feats(feats, init_feats),
+                with_attn=self.with_mask, whwh=whwh)
             cls_score, new_boxes, feats = outputs[:3]
             matched = self.matchers[stage](cls_score.detach(),
                                            new_boxes.detach(), gt_instances,
@@ -292,9 +344,13 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
             which :meth:`predict_mask` consumes.
         """
         boxes, feats = self._proposals(rpn_results_list)
+        init_feats = feats
+        whwh = images_whwh(batch_img_metas,
+                           boxes) if self._encodes_boxes else None
         for stage in range(self.num_stages):
             cls_score, boxes, feats, *attn = self._stage_forward(
-                stage, x, boxes, feats, with_attn=self.with_mask)
+                stage, x, boxes, self.stage_feats(feats, init_feats),
+                with_attn=self.with_mask, whwh=whwh)
         scores = self.bbox_head[-1].scores(cls_score.float())
         num_classes = scores.size(-1)
         scores = scores.flatten(1)  # (B, N*K), proposal-major
@@ -332,10 +388,14 @@ class SparseRoIHead(MaskBranchMixin, BaseRoIHead):
             4))``.
         """
         boxes, feats = self._proposals(rpn_results_list)
+        init_feats = feats
+        whwh = images_whwh([s.metainfo for s in batch_data_samples],
+                           boxes) if self._encodes_boxes else None
         outputs = []
         for stage in range(self.num_stages):
             cls_score, boxes, feats = self._stage_forward(
-                stage, x, boxes, feats)
+                stage, x, boxes, self.stage_feats(feats, init_feats),
+                whwh=whwh)
             outputs.append((cls_score, boxes))
             boxes = boxes.detach()
         return tuple(outputs)

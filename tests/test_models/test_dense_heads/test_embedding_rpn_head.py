@@ -92,7 +92,7 @@ class TestEmbeddingRPNHead(TestCase):
 
     def test_bad_arguments(self):
         with self.assertRaises(ValueError):
-            EmbeddingRPNHead(init_boxes='random')
+            EmbeddingRPNHead(init_boxes='bogus')
         with self.assertRaises(ValueError):
             EmbeddingRPNHead(num_proposals=0)
         with self.assertRaises(ValueError):

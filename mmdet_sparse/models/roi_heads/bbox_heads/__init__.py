@@ -1,4 +1,7 @@
 from .dii_head import DIIHead
 from .dynamic_conv import DynamicConv
+from .interactions import AttentionInteraction, StaticInteraction
 
-__all__ = ['DIIHead', 'DynamicConv']
+__all__ = [
+    'DIIHead', 'DynamicConv', 'StaticInteraction', 'AttentionInteraction'
+]

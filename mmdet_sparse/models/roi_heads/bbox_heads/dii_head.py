@@ -1,6 +1,6 @@
 """Dynamic Instance Interactive head: one refinement stage of Sparse R-CNN."""
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN
@@ -70,6 +70,31 @@ def apply_deltas_d2(boxes: Tensor, deltas: Tensor, stds: Sequence[float],
     return torch.cat([pred_ctr - 0.5 * pred_wh, pred_ctr + 0.5 * pred_wh], 1)
 
 
+def box_sine_encoding(boxes: Tensor, channels: int,
+                      temperature: float = 10000.0) -> Tensor:
+    """Sinusoidal encoding of normalised boxes (DETR's, per coordinate).
+
+    Args:
+        boxes (Tensor): ``(..., 4)`` xyxy boxes divided by the image's
+            ``(w, h, w, h)``.
+        channels (int): ``C``, a multiple of 8: ``C / 4`` channels for each
+            of ``cx, cy, w, h``, half sines and half cosines.
+        temperature (float): Wavelength base.
+
+    Returns:
+        Tensor: ``(..., C)``.
+    """
+    cxcywh = torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2,
+                        boxes[..., 2:] - boxes[..., :2]], -1).float()
+    quarter = channels // 4
+    freq = temperature**(torch.arange(
+        quarter // 2, device=boxes.device, dtype=torch.float32) * 2 /
+                         quarter)
+    angles = cxcywh[..., None] * (2 * math.pi) / freq  # (..., 4, C/8)
+    enc = torch.cat([angles.sin(), angles.cos()], -1)  # (..., 4, C/4)
+    return enc.flatten(-2).to(boxes.dtype)
+
+
 def _fc_branch(channels: int, num_fcs: int) -> nn.ModuleList:
     """``num_fcs`` x [Linear(no bias), LayerNorm, ReLU]."""
     layers = nn.ModuleList()
@@ -99,12 +124,24 @@ class DIIHead(BaseModule):
         in_channels (int): Proposal feature channels ``C``. Defaults to 256.
         dropout (float): Dropout in attention, interaction and FFN.
         ffn_act_cfg (dict): FFN activation.
-        dynamic_conv_cfg (dict): Config of :class:`DynamicConv`.
+        dynamic_conv_cfg (dict): Config of the instance interaction:
+            :class:`DynamicConv` (the paper's), or a module with the same
+            call ``(M, C) proposal, (M, C, S, S) RoI -> (M, C)``
+            (:class:`StaticInteraction`, :class:`AttentionInteraction`);
+            ``in_channels`` defaults to this head's.
         loss_cls (dict): Classification loss; sigmoid focal loss by default,
             which predicts no background logit.
         loss_bbox (dict): L1 loss on boxes normalised by image size.
         loss_iou (dict): IoU-type loss on pixel boxes.
         bbox_coder (dict): Coder that applies the deltas to the boxes.
+        with_self_attn (bool): Self-attention among the proposals before the
+            interaction (the paper's Table 5). Without it the module is
+            absent and the post-attention features are the input features.
+            Defaults to True.
+        pos_encoding (bool): Add a sinusoidal encoding of the current boxes
+            (:func:`box_sine_encoding`, no parameters) to the proposal
+            features first (Table 10); :meth:`forward` then needs ``boxes``.
+            Defaults to False.
         decode_style (str): ``'mmdet'`` (default): ``bbox_coder.decode``,
             whose ``dw``/``dh`` clamp is ``|log(16/1000)|`` on both sides.
             ``'detectron2'``: the authors' arithmetic
@@ -147,6 +184,8 @@ class DIIHead(BaseModule):
                      target_means=[0., 0., 0., 0.],
                      target_stds=[0.5, 0.5, 1., 1.]),
                  decode_style: str = 'mmdet',
+                 with_self_attn: bool = True,
+                 pos_encoding: bool = False,
                  init_cfg: OptConfigType = None,
                  **kwargs) -> None:
         if init_cfg is not None:
@@ -175,11 +214,19 @@ class DIIHead(BaseModule):
         self.decode_style = decode_style
         self.use_sigmoid = self.loss_cls.use_sigmoid
 
-        self.attention = ProposalSelfAttention(in_channels, num_heads,
-                                               dropout)
-        self.attention_norm = build_norm_layer(dict(type='LN'),
-                                               in_channels)[1]
-        self.instance_interactive_conv = MODELS.build(dynamic_conv_cfg)
+        if pos_encoding and in_channels % 8:
+            raise ValueError('pos_encoding needs in_channels divisible by 8, '
+                             f'got {in_channels}')
+        self.with_self_attn = with_self_attn
+        self.pos_encoding = pos_encoding
+        if with_self_attn:
+            self.attention = ProposalSelfAttention(in_channels, num_heads,
+                                                   dropout)
+            self.attention_norm = build_norm_layer(dict(type='LN'),
+                                                   in_channels)[1]
+        interaction = dict(dynamic_conv_cfg)
+        interaction.setdefault('in_channels', in_channels)
+        self.instance_interactive_conv = MODELS.build(interaction)
         self.instance_interactive_conv_dropout = nn.Dropout(dropout)
         self.instance_interactive_conv_norm = build_norm_layer(
             dict(type='LN'), in_channels)[1]
@@ -210,14 +257,19 @@ class DIIHead(BaseModule):
         else:
             nn.init.zeros_(self.fc_cls.bias)
 
-    def forward(self, roi_feats: Tensor,
-                proposal_feats: Tensor) -> Tuple[Tensor, Tensor, Tensor,
-                                                 Tensor]:
+    def forward(self,
+                roi_feats: Tensor,
+                proposal_feats: Tensor,
+                boxes: Optional[Tensor] = None) -> Tuple[Tensor, Tensor,
+                                                         Tensor, Tensor]:
         """Refine the proposal features of a batch.
 
         Args:
             roi_feats (Tensor): ``(B*N, C, S, S)``, image-major.
             proposal_feats (Tensor): ``(B, N, C)``.
+            boxes (Tensor, optional): ``(B, N, 4)`` current xyxy boxes
+                divided by the image's ``(w, h, w, h)``; needed (only) with
+                ``pos_encoding``.
 
         Returns:
             tuple[Tensor]: class logits ``(B, N, K)`` (``K+1`` with softmax),
@@ -225,7 +277,17 @@ class DIIHead(BaseModule):
             and the post-attention features ``(B, N, C)``.
         """
         num_imgs, num_proposals, channels = proposal_feats.shape
-        attn_feats = self.attention_norm(self.attention(proposal_feats))
+        if self.pos_encoding:
+            if boxes is None:
+                raise ValueError(
+                    'DIIHead(pos_encoding=True) needs the normalised boxes: '
+                    'call head(roi_feats, proposal_feats, boxes)')
+            proposal_feats = proposal_feats + box_sine_encoding(
+                boxes, channels).to(proposal_feats.dtype)
+        if self.with_self_attn:
+            attn_feats = self.attention_norm(self.attention(proposal_feats))
+        else:
+            attn_feats = proposal_feats
 
         feats = attn_feats.reshape(-1, channels)
         interact = self.instance_interactive_conv(feats, roi_feats)

@@ -1,0 +1,5 @@
+# Ablation switch: 12 stages.
+# Row configs merge it into their model with
+# `model = {{_base_.ablation_model}}`.
+ablation_model = dict(
+    roi_head=dict(num_stages=12, stage_loss_weights=[1] * 12))
