@@ -80,6 +80,13 @@ def test_report_only(tmp_path, capsys):
     assert (work / 'ablation.png').is_file()
 
 
+def test_coco_configs_are_refused(tmp_path):
+    tool = _tool()
+    config = osp.join(REPO, 'configs', 'ablations', 't6_grid.py')
+    with pytest.raises(ValueError, match='not a shapes-demo config'):
+        tool.train_variant(config, 0, 1, str(tmp_path), str(tmp_path))
+
+
 def test_one_epoch_on_a_handful_of_images(tmp_path):
     """A real run: the 'dataset' variant (its hook in a real Runner) for
     one epoch on 4 train and 2 val images."""

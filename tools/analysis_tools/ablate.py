@@ -123,6 +123,10 @@ def train_variant(config: str, seed: int, epochs: int, data_root: str,
     sys.path.insert(0, osp.join(REPO, 'tools'))
     from demo import scale_epochs
     cfg = Config.fromfile(config)
+    if not cfg.train_dataloader.dataset.get('metainfo'):
+        raise ValueError(f'{config} is not a shapes-demo config (its '
+                         'dataset names no classes): ablate.py trains the '
+                         'configs of configs/ablations/demo')
     root = data_root.rstrip('/') + '/'
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[split].dataset.data_root = root
