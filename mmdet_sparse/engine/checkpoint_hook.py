@@ -19,16 +19,32 @@ checkpoint written in step 1, so a run resumed from it deletes them if the
 process was killed before step 3. Temporary files left by a killed process
 are deleted when training starts; ``--resume`` only reads
 ``last_checkpoint`` and never sees them.
+
+A full disk (or an exceeded quota) cannot break this either, and does not
+leave the disk full: every write that fails deletes its temporary file
+before the error goes on. Before a checkpoint is written, the free space of
+its folder is compared with the size it will have (see
+:meth:`AtomicCheckpointHook._expected_size`); as the files it replaces are
+deleted only after it is complete, the folder needs room for one checkpoint
+more than ``max_keep_ckpts``. Both a lack of room and a write that fails
+with ``ENOSPC``/``EDQUOT`` raise :class:`CheckpointSpaceError`, whose
+message names the folder, the space needed and free, the complete
+checkpoint that is kept and what to do. The decision is rank 0's and is
+broadcast, so every rank of a distributed run raises it.
 """
+import contextlib
+import errno
 import hashlib
+import io
 import os
 import os.path as osp
 import pickle
+import shutil
 from collections import deque
-from typing import Callable, IO, List, Optional
+from typing import Any, Callable, IO, List, Optional, Tuple
 
 import torch
-from mmengine.dist import is_main_process, master_only
+from mmengine.dist import broadcast_object_list, is_main_process, master_only
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
@@ -37,6 +53,81 @@ from mmdet_sparse.registry import HOOKS
 
 TEMP_SUFFIX = '.incomplete'
 PENDING_KEY = 'ckpts_pending_removal'
+# errno values of a full disk and of an exceeded disk quota.
+DISK_FULL = tuple(
+    getattr(errno, name) for name in ('ENOSPC', 'EDQUOT')
+    if hasattr(errno, name))
+
+
+class CheckpointSpaceError(OSError):
+    """A checkpoint was not saved for lack of space in its folder.
+
+    ``errno`` is ``ENOSPC`` (or ``EDQUOT`` when a write failed on an exceeded
+    quota); the message names the folder, the space needed and free, the
+    complete checkpoint that is kept and what to do.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def format_size(size: float) -> str:
+    """``size`` bytes as ``'512 B'``, ``'3.4 kB'``, ``'106.2 MB'`` or
+    ``'1.5 GB'`` (powers of 1000)."""
+    if abs(size) < 1000:
+        return f'{size:.0f} B'
+    for unit in ('kB', 'MB'):
+        size /= 1000
+        if abs(size) < 1000:
+            return f'{size:.1f} {unit}'
+    return f'{size / 1000:.1f} GB'
+
+
+def free_space(folder: str) -> int:
+    """Bytes that may still be written to ``folder``'s file system (that of
+    its nearest existing parent if it does not exist yet). Quotas are not
+    seen."""
+    folder = osp.abspath(folder)
+    while not osp.isdir(folder) and osp.dirname(folder) != folder:
+        folder = osp.dirname(folder)
+    return shutil.disk_usage(folder).free
+
+
+def disk_full_errno(exc: BaseException) -> Optional[int]:
+    """``ENOSPC`` or ``EDQUOT`` if ``exc`` or an exception it was raised
+    from or while handling is an ``OSError`` with that errno, else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def tensor_bytes(obj: Any, seen: Optional[set] = None) -> int:
+    """Bytes of the tensors in nested dicts, lists and tuples, a tensor that
+    appears several times (tied weights) counted once."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        key = (str(obj.device), obj.data_ptr(), tuple(obj.shape))
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if not isinstance(obj, (list, tuple)):
+        return 0
+    return sum(tensor_bytes(item, seen) for item in obj)
+
+
+def discard(path: str) -> None:
+    """Delete the partial file ``path`` if it exists. An error deleting it
+    is ignored: it must not hide the error that left the file behind (the
+    next run deletes it when training starts)."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def temp_path(path: str) -> str:
@@ -80,13 +171,19 @@ def write_atomically(path: str, write: Callable[[IO], None],
         path: The file to write.
         write: Writes the content to the open temporary file it is given.
         mode: ``'wb'`` or ``'w'``.
+
+    If writing fails, the temporary file is deleted and the error raised.
     """
     tmp = temp_path(path)
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
     fsync_dir(osp.dirname(path))
 
 
@@ -104,6 +201,12 @@ class AtomicCheckpointHook(CheckpointHook):
     # Set in before_train; until then (e.g. a validation-only run) the
     # hook behaves like mmengine's.
     _atomic = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # with the optimizer or not -> (size, path) of the last checkpoint
+        # saved, the expected size of the next one.
+        self._sizes: dict = {}
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -128,19 +231,155 @@ class AtomicCheckpointHook(CheckpointHook):
 
     # Writing ------------------------------------------------------------
 
-    def _save_file(self, runner, filename: str, **kwargs) -> None:
+    def _save_file(self, runner, filename: str, name_last: bool = False,
+                   **kwargs) -> None:
         """``runner.save_checkpoint`` to a temporary file, then commit it
-        as ``out_dir/filename``."""
+        as ``out_dir/filename`` and, with ``name_last``, point
+        ``last_checkpoint`` at it.
+
+        Called on every rank (``runner.save_checkpoint`` writes on rank 0
+        only). Rank 0 checks the free space first and, if a write fails,
+        deletes the temporary file; both outcomes are broadcast
+        (:meth:`_agree`), so all ranks go on or all raise, and none is left
+        waiting in a collective of the next iteration.
+        """
         path = self.file_backend.join_path(self.out_dir, filename)
         tmp = temp_path(path)
-        runner.save_checkpoint(
-            self.out_dir,
-            osp.relpath(tmp, self.out_dir),
-            self.file_client_args,
-            backend_args=self.backend_args,
-            **kwargs)
+        with_optimizer = bool(kwargs.get('save_optimizer'))
+
+        def space_error(exc=None):
+            return self._space_error(
+                runner, path, *self._expected_size(runner, with_optimizer),
+                exc)
+
+        error = None
         if is_main_process():
-            commit(tmp, path)
+            try:
+                error = space_error()
+            except Exception as exc:  # raised on all ranks by _agree
+                error = exc
+        self._agree(error)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                osp.relpath(tmp, self.out_dir),
+                self.file_client_args,
+                backend_args=self.backend_args,
+                **kwargs)
+            if is_main_process():
+                commit(tmp, path)
+                self._sizes[with_optimizer] = (osp.getsize(path), path)
+                if name_last:
+                    write_atomically(
+                        osp.join(runner.work_dir, 'last_checkpoint'),
+                        lambda f: f.write(path), mode='w')
+        except BaseException as exc:
+            if is_main_process():
+                discard(tmp)
+            if not isinstance(exc, Exception):
+                raise
+            error = exc
+            with contextlib.suppress(Exception):  # else exc goes on as is
+                error = space_error(exc) or exc
+        self._agree(error)
+
+    @staticmethod
+    def _agree(error: Optional[BaseException]) -> None:
+        """Raise on every rank if rank 0 has an ``error``: rank 0 raises
+        it, the others a :class:`CheckpointSpaceError` with the same message
+        (or a ``RuntimeError`` naming rank 0's error). Every rank must call
+        this at the same point; with one process it is ``raise error``.
+        """
+        shared = [None]
+        if isinstance(error, CheckpointSpaceError):
+            shared = [(error.errno, '', str(error))]
+        elif error is not None:
+            shared = [(None, type(error).__name__, str(error))]
+        broadcast_object_list(shared)  # does nothing unless distributed
+        if error is not None:
+            raise error
+        if shared[0] is not None:
+            code, kind, message = shared[0]
+            if code is not None:
+                raise CheckpointSpaceError(code, message)
+            raise RuntimeError(
+                f'Rank 0 failed to save a checkpoint: {kind}: {message}')
+
+    def _expected_size(self, runner, with_optimizer: bool) -> Tuple[int, str]:
+        """``(bytes, how they were found)`` of the next checkpoint: the size
+        of the last one this hook saved of the same kind (with or without
+        the optimizer); before that (the first save of a run, also after a
+        resume), the bytes of the model's tensors, and of the optimizer
+        state if it is saved: a lower bound, as the file holds them and
+        some more."""
+        if with_optimizer in self._sizes:
+            size, path = self._sizes[with_optimizer]
+            return size, f'the size of {osp.basename(path)}'
+        seen: set = set()
+        size = tensor_bytes(runner.model.state_dict(), seen)
+        if not with_optimizer:
+            return size, 'the size of the model weights'
+        wrappers = getattr(runner.optim_wrapper, 'optim_wrappers',
+                           {'': runner.optim_wrapper})
+        for wrapper in wrappers.values():
+            state = getattr(getattr(wrapper, 'optimizer', None), 'state', {})
+            size += tensor_bytes(dict(state), seen)
+        return size, 'the size of the model weights and optimizer state'
+
+    def _space_error(self,
+                     runner,
+                     path: str,
+                     needed: int,
+                     how: str,
+                     exc: Optional[BaseException] = None
+                     ) -> Optional[CheckpointSpaceError]:
+        """The error to raise because ``path`` (``needed`` bytes, found as
+        ``how`` says) cannot be saved: without ``exc``, if its folder has
+        less free space; with ``exc`` (a failed write), if that is a full
+        disk or an exceeded quota. None otherwise.
+
+        The message names the folder, the space needed and free, the
+        complete checkpoint ``last_checkpoint`` names (it is kept) and what
+        to do.
+        """
+        folder, name = osp.split(path)
+        free = free_space(folder)
+        code = errno.ENOSPC
+        if exc is None and free >= needed:
+            return None
+        if exc is None:
+            problem = 'not enough free space; nothing was written'
+        else:
+            code = disk_full_errno(exc)
+            if code is None:
+                return None
+            problem = ('the disk is full' if code == errno.ENOSPC else
+                       'the disk quota is exceeded'
+                       ) + f' ({exc}); the partial file was deleted'
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        intact = None
+        if osp.isfile(last):
+            with open(last) as f:
+                intact = f.read().strip()
+        kept = (f'The last complete checkpoint, {intact} (named by {last}), '
+                'is intact: --resume continues from it.'
+                if intact and osp.exists(intact) else
+                'No complete checkpoint has been saved yet.')
+        short = (f'at least {format_size(needed - free)}'
+                 if needed > free else 'space')
+        error = CheckpointSpaceError(
+            code,
+            f'Cannot save {name} in {folder}: {problem}. It needs about '
+            f'{format_size(needed)} ({how}); {format_size(free)} are free '
+            'on the disk (a quota can allow less). '
+            f'{kept} To go on, free {short} in {folder}, or save to '
+            'another disk (work_dir, or the out_dir of '
+            'default_hooks.checkpoint). Lowering max_keep_ckpts does not '
+            'help: outdated checkpoints are deleted only after the new one '
+            'is complete, so the folder needs room for one checkpoint more '
+            'than max_keep_ckpts.')
+        error.__cause__ = exc
+        return error
 
     def _save_checkpoint_with_step(self, runner, step, meta,
                                    outdated: Optional[List[str]] = None):
@@ -175,15 +414,13 @@ class AtomicCheckpointHook(CheckpointHook):
         self._save_file(
             runner,
             ckpt_filename,
+            name_last=True,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler,
             meta=meta,
             by_epoch=self.by_epoch,
             **self.args)
         if is_main_process():
-            write_atomically(
-                osp.join(runner.work_dir, 'last_checkpoint'),
-                lambda f: f.write(self.last_ckpt), mode='w')
             self._remove_pending(runner)
         runner.message_hub.update_info(PENDING_KEY, [])
 
@@ -249,11 +486,21 @@ class AtomicCheckpointHook(CheckpointHook):
     @master_only
     def _publish_model(self, runner, ckpt_path: str) -> None:
         """Write ``ckpt_path`` without the keys not in ``published_keys``
-        to ``<name>-<sha256 prefix>.pth``, atomically."""
+        to ``<name>-<sha256 prefix>.pth``, atomically.
+
+        The checkpoint is read onto the CPU (tensors saved on a GPU are not
+        put back there, and a machine without one can publish them) and
+        under ``weights_only`` (see :mod:`mmdet_sparse.engine.checkpoint`),
+        which no environment variable turns off here. A failed write
+        leaves no partial file; a full disk raises
+        :class:`CheckpointSpaceError`. Rank 0 only, like mmengine's: a
+        failure ends rank 0 after training, when the other ranks wait in
+        no collective.
+        """
         if not self._atomic:
             return super()._publish_model(runner, ckpt_path)
-        from mmengine.runner.checkpoint import _load_checkpoint
-        checkpoint = _load_checkpoint(ckpt_path)
+        checkpoint = torch.load(
+            ckpt_path, map_location='cpu', weights_only=True)
         removed = [k for k in checkpoint if k not in self.published_keys]
         for key in removed:
             checkpoint.pop(key)
@@ -264,7 +511,19 @@ class AtomicCheckpointHook(CheckpointHook):
                 f'`{removed}` in published_keys', logger='current')
         sha = hashlib.sha256(pickle.dumps(checkpoint)).hexdigest()
         final_path = osp.splitext(ckpt_path)[0] + f'-{sha[:8]}.pth'
-        write_atomically(final_path, lambda f: torch.save(checkpoint, f))
+        # Serialized first: a failed file write then raises the OSError
+        # itself, not torch's RuntimeError without its errno.
+        with io.BytesIO() as buffer:
+            torch.save(checkpoint, buffer)
+            data = buffer.getvalue()
+        try:
+            write_atomically(final_path, lambda f: f.write(data))
+        except OSError as exc:
+            error = self._space_error(runner, final_path, len(data),
+                                      'the size of the published file', exc)
+            if error is None:
+                raise
+            raise error from exc
         print_log(f'The checkpoint ({ckpt_path}) is published to '
                   f'{final_path}.', logger='current')
 
