@@ -1,31 +1,20 @@
 # QueryInst R50-FPN, 100 proposals, 3x with multi-scale training (shorter
 # side 480-800): 44.8 box AP, 39.8 mask AP (MMDetection zoo, COCO val).
-_base_ = './queryinst_r50_fpn_1x_coco.py'
+_base_ = [
+    './queryinst_r50_fpn_1x_coco.py', '../_base_/datasets/coco_ms_aug.py'
+]
 
+# The base's pipeline with the multi-scale resize.
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='RandomChoiceResize',
-        scales=[(480, 1333), (512, 1333), (544, 1333), (576, 1333),
-                (608, 1333), (640, 1333), (672, 1333), (704, 1333),
-                (736, 1333), (768, 1333), (800, 1333)],
-        keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
+    _base_.coco_ms_resize if t.type == 'Resize' else t
+    for t in _base_.train_pipeline
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
+# 36 epochs, lr x0.1 after epochs 27 and 33; warm-up over 500 iterations.
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[27, 33],
-        gamma=0.1)
+    dict(_base_.param_scheduler[0], end=500),
+    dict(_base_.param_scheduler[1], end=max_epochs, milestones=[27, 33])
 ]

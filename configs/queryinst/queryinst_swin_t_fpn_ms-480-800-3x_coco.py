@@ -1,27 +1,19 @@
 # QueryInst, Swin-T backbone (MMDetection's SwinTransformer), 100 proposals,
 # multi-scale 3x schedule: the backbone swap of
 # ../sparse_rcnn_swin_t_fpn_3x_coco.py on QueryInst.
-_base_ = './queryinst_r50_fpn_ms-480-800-3x_coco.py'
+_base_ = [
+    './queryinst_r50_fpn_ms-480-800-3x_coco.py', '../_base_/models/swin_t.py'
+]
 
 # Local ImageNet-1k Swin-T weights (official release file, converted on load);
 # edit the path, or set it to None to train from scratch.
 pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(
+        _base_.swin_t_backbone,
         _delete_=True,
-        type='SwinTransformer',
-        embed_dims=96,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24],
-        window_size=7,
-        mlp_ratio=4,
-        qkv_bias=True,
-        drop_path_rate=0.2,
-        patch_norm=True,
-        out_indices=(0, 1, 2, 3),
-        convert_weights=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    neck=dict(in_channels=_base_.swin_t_out_channels))
 
 # QueryInst's optimiser (backbone lr x0.1) without weight decay on Swin's
 # position tables; the head's norms ('norm') have none either. (The longest
