@@ -1,7 +1,13 @@
 """RNGStateHook: resume restores every generator of every rank, from
 checkpoints whose tensors were mapped off the CPU."""
 import io
+import json
+import os.path as osp
 import random
+import socket
+import subprocess
+import sys
+import tempfile
 from unittest import TestCase, mock
 
 import numpy as np
@@ -9,6 +15,30 @@ import torch
 
 from mmdet_sparse.engine import hooks
 from mmdet_sparse.engine.hooks import RNGStateHook
+from tool_runs import tool_env
+
+# One rank of a 2-process gloo run: train one epoch after rank-dependent
+# draws (so the ranks' states differ), save, then resume in a new Runner;
+# each rank records its draws after the save and after the resume.
+DIST_WORKER = r'''
+import json, os.path as osp, sys
+import torch, torch.distributed as dist
+from toy_runner import toy_runner
+
+tmp = sys.argv[1]
+dist.init_process_group('gloo')
+rank = dist.get_rank()
+runner = toy_runner(osp.join(tmp, 'run'), max_epochs=1)
+torch.rand(rank + 1)
+runner.train()
+after_save = torch.rand(3).tolist()
+resumed = toy_runner(osp.join(tmp, 'resumed'), max_epochs=1, resume=True,
+                     load_from=osp.join(tmp, 'run', 'epoch_1.pth'))
+resumed.train()
+with open(osp.join(tmp, f'rank{rank}.json'), 'w') as f:
+    json.dump(dict(after_save=after_save, resumed=torch.rand(3).tolist()), f)
+dist.destroy_process_group()
+'''
 
 
 class OnDevice(torch.Tensor):
@@ -103,6 +133,8 @@ class TestRNGStateHook(TestCase):
         self.assertTrue(torch.equal(restored[0], state))
 
     def test_each_rank_restores_its_own_state(self):
+        """Gathered when a checkpoint is due (every rank takes part), then
+        written by rank 0; each rank restores its own entry."""
         states = []
         for seed in (0, 1):
             random.seed(seed)
@@ -110,17 +142,59 @@ class TestRNGStateHook(TestCase):
             torch.manual_seed(seed)
             states.append(hooks.capture_rng())
             states[-1]['draws'] = _draws()
+        runner = mock.Mock(iter=5)
         with mock.patch.object(hooks, 'all_gather_object',
-                               return_value=states):
-            checkpoint = self._saved()
-        self.assertEqual(len(checkpoint['rng_state']['ranks']), 2)
-        for rank in (1, 0):
+                               return_value=states) as gather, \
+                mock.patch.object(hooks, 'get_world_size', return_value=2):
+            with mock.patch.object(hooks, 'checkpoint_due',
+                                   return_value=False):
+                self.hook.after_train_iter(runner, 0)
+            gather.assert_not_called()  # no checkpoint: no collective
+            with mock.patch.object(hooks, 'checkpoint_due',
+                                   return_value=True):
+                self.hook.after_train_iter(runner, 0)
+            gather.assert_called_once()
+            checkpoint = {}
+            self.hook.before_save_checkpoint(runner, checkpoint)
+        expected = _draws()  # rank 0's own state at the save
+        ranks = checkpoint['rng_state']['ranks']
+        self.assertEqual(len(ranks), 2)
+        for rank, draws in ((1, states[1]['draws']), (0, expected)):
             with mock.patch.object(hooks, 'get_rank', return_value=rank), \
                     mock.patch.object(hooks, 'get_world_size',
                                       return_value=2):
                 self.hook.after_load_checkpoint(None,
                                                 _to_device(checkpoint))
-            self.assertEqual(_draws(), states[rank]['draws'])
+            self.assertEqual(_draws(), draws)
+
+    def test_unannounced_save_holds_rank_0_only(self):
+        runner = mock.Mock(iter=3)
+        with mock.patch.object(hooks, 'get_world_size', return_value=2), \
+                mock.patch.object(hooks, 'all_gather_object') as gather, \
+                mock.patch.object(hooks, 'print_log') as log:
+            checkpoint = {}
+            self.hook.before_save_checkpoint(runner, checkpoint)
+        gather.assert_not_called()  # rank 0 alone: a collective would hang
+        self.assertEqual(len(checkpoint['rng_state']['ranks']), 1)
+        self.assertIn("rank 0's random states only", log.call_args.args[0])
+
+    def test_checkpoint_due_follows_the_checkpoint_hook(self):
+        from mmengine.hooks import CheckpointHook
+        by_iter = CheckpointHook(interval=3, by_epoch=False, save_last=False)
+        by_epoch = CheckpointHook(interval=2, by_epoch=True)
+        runner = mock.Mock(iter=5, epoch=1, hooks=[by_iter],
+                           max_iters=100, max_epochs=10)
+        self.assertTrue(hooks.checkpoint_due(runner, 'iter'))  # 6th iter
+        self.assertFalse(hooks.checkpoint_due(runner, 'epoch'))
+        runner.iter = 6
+        self.assertFalse(hooks.checkpoint_due(runner, 'iter'))
+        runner.hooks = [by_epoch]
+        self.assertTrue(hooks.checkpoint_due(runner, 'epoch'))  # 2nd epoch
+        self.assertFalse(hooks.checkpoint_due(runner, 'iter'))
+        runner.epoch = 2
+        self.assertFalse(hooks.checkpoint_due(runner, 'epoch'))
+        runner.epoch = 9  # the last epoch: save_last
+        self.assertTrue(hooks.checkpoint_due(runner, 'epoch'))
 
     def test_other_world_size_warns_and_keeps_extra_ranks_seeded(self):
         checkpoint = self._saved()  # one process
@@ -147,3 +221,48 @@ class TestRNGStateHook(TestCase):
         before = torch.get_rng_state()
         self.hook.after_load_checkpoint(None, {})
         self.assertTrue(torch.equal(torch.get_rng_state(), before))
+
+
+class TestRNGStateHookDistributed(TestCase):
+
+    def test_two_processes_save_and_resume_their_own_states(self):
+        """mmengine saves on rank 0 only: the hook must not wait there in a
+        collective (it used to hang), and each rank resumes its own
+        draws."""
+        with tempfile.TemporaryDirectory() as tmp:
+            script = osp.join(tmp, 'worker.py')
+            with open(script, 'w') as f:
+                f.write(DIST_WORKER)
+            with socket.socket() as sock:
+                sock.bind(('127.0.0.1', 0))
+                port = sock.getsockname()[1]
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, script, tmp],
+                    env=tool_env(dict(MASTER_ADDR='127.0.0.1',
+                                      MASTER_PORT=str(port), RANK=str(rank),
+                                      WORLD_SIZE='2', OMP_NUM_THREADS='1')),
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                for rank in (0, 1)
+            ]
+            try:
+                outputs = [p.communicate(timeout=240)[0] for p in procs]
+            finally:
+                for p in procs:
+                    p.kill()
+            results = []
+            for rank, output in enumerate(outputs):
+                path = osp.join(tmp, f'rank{rank}.json')
+                self.assertTrue(osp.exists(path),
+                                msg=output.decode()[-3000:])
+                with open(path) as f:
+                    results.append(json.load(f))
+            checkpoint = torch.load(osp.join(tmp, 'run', 'epoch_1.pth'),
+                                    weights_only=True)
+        ranks = checkpoint['rng_state']['ranks']
+        self.assertEqual(len(ranks), 2)
+        self.assertFalse(torch.equal(ranks[0]['torch'], ranks[1]['torch']))
+        self.assertNotEqual(results[0]['after_save'],
+                            results[1]['after_save'])
+        for result in results:
+            self.assertEqual(result['resumed'], result['after_save'])
