@@ -7,6 +7,7 @@ normalised ``(cx, cy, w, h)`` boxes. They are ordinary learned weights
 afterwards, so a checkpoint holds them.
 """
 import time
+from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -82,27 +83,38 @@ def dataset_boxes(dataset) -> Tuple[np.ndarray, Dict[str, int]]:
     return boxes, stats
 
 
-def _sq_dists(points: np.ndarray, centres: np.ndarray,
-              chunk: int = 2048) -> Tuple[np.ndarray, np.ndarray]:
+def _sq_dists(points: torch.Tensor, centres: torch.Tensor,
+              chunk: int = 4096) -> Tuple[torch.Tensor, torch.Tensor]:
     """Nearest centre ``(P,)`` and its squared distance ``(P,)``."""
-    labels = np.empty(len(points), dtype=np.int64)
-    dists = np.empty(len(points))
+    labels, dists = [], []
     c_sq = (centres**2).sum(1)
     minus_2c = -2 * centres.T
-    for start in range(0, len(points), chunk):
-        x = points[start:start + chunk]
-        d = x @ minus_2c  # + |c|^2 below; |x|^2 does not change the argmin
-        d += c_sq
-        lab = d.argmin(1)
-        labels[start:start + chunk] = lab
-        dists[start:start + chunk] = np.maximum(
-            np.take_along_axis(d, lab[:, None], 1)[:, 0] + (x**2).sum(1), 0)
-    return labels, dists
+    for x in points.split(chunk):
+        # |x - c|^2 = |c|^2 - 2 x.c + |x|^2; the last term is per row.
+        near, lab = torch.addmm(c_sq, x, minus_2c).min(1)
+        labels.append(lab)
+        dists.append((near + (x**2).sum(1)).clamp_(min=0))
+    return torch.cat(labels), torch.cat(dists)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Single-threaded torch: the same result on every machine, and no
+    slowdown from oversubscribed threads on a busy host."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def kmeans(points: np.ndarray, k: int, seed: int = 0, max_iters: int = 100,
-           tol: float = 1e-7) -> Tuple[np.ndarray, Dict]:
+           tol: float = 1e-4) -> Tuple[np.ndarray, Dict]:
     """Seeded k-means (k-means++ seeding, then Lloyd iterations).
+
+    Single-threaded and float64, so that a seed gives the same centres on
+    every process.
 
     With ``k`` or fewer distinct points there is nothing to cluster: the
     distinct points are repeated, in order, to fill ``k`` centres
@@ -114,7 +126,8 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, max_iters: int = 100,
         k (int): Number of centres.
         seed (int): Seed of the k-means++ draws.
         max_iters (int): Most Lloyd iterations.
-        tol (float): Stop when no centre moves farther than this.
+        tol (float): Stop when the squared moves of all centres sum to
+            at most ``tol`` times the points' mean variance.
 
     Returns:
         tuple: centres ``(k, D)`` float64 and ``info`` with ``iters``,
@@ -143,24 +156,25 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, max_iters: int = 100,
                rng.integers(len(points)))
         centres[i] = points[idx]
         closest = np.minimum(closest, ((points - centres[i])**2).sum(1))
-    for it in range(1, max_iters + 1):
-        labels, dists = _sq_dists(points, centres)
-        counts = np.bincount(labels, minlength=k)
-        new = np.stack([
-            np.bincount(labels, weights=points[:, d], minlength=k)
-            for d in range(points.shape[1])
-        ], 1) / np.maximum(counts, 1)[:, None]
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            far = np.argsort(-dists, kind='stable')[:len(empty)]
-            new[empty] = points[far]
-        shift = np.abs(new - centres).max()
-        centres = new
-        info['iters'] = it
-        if shift <= tol and not len(empty):
-            break
-    info['inertia'] = float(_sq_dists(points, centres)[1].mean())
-    return centres, info
+    with _one_thread():
+        data, centres = torch.from_numpy(points), torch.from_numpy(centres)
+        limit = tol * float(data.var(0).mean())
+        for it in range(1, max_iters + 1):
+            labels, dists = _sq_dists(data, centres)
+            counts = torch.bincount(labels, minlength=k)
+            new = torch.zeros_like(centres).index_add_(0, labels, data)
+            new /= counts.clamp(min=1)[:, None]
+            empty = (counts == 0).nonzero()[:, 0]
+            if len(empty):
+                far = dists.argsort(descending=True, stable=True)
+                new[empty] = data[far[:len(empty)]]
+            shift = float(((new - centres)**2).sum())
+            centres = new
+            info['iters'] = it
+            if shift <= limit and not len(empty):
+                break
+        info['inertia'] = float(_sq_dists(data, centres)[1].mean())
+    return centres.numpy(), info
 
 
 @HOOKS.register_module()
@@ -178,14 +192,18 @@ class DatasetProposalInitHook(Hook):
         seed (int, optional): k-means seed; the run's seed when None (0
             without one).
         max_iters (int): Most Lloyd iterations. Defaults to 100.
+        max_boxes (int, optional): Cluster a seeded random sample of this
+            many boxes when the dataset has more (the time grows with
+            boxes x proposals). Defaults to 200000; None for all.
     """
 
     priority = 'HIGH'
 
-    def __init__(self, seed: Optional[int] = None,
-                 max_iters: int = 100) -> None:
+    def __init__(self, seed: Optional[int] = None, max_iters: int = 100,
+                 max_boxes: Optional[int] = 200_000) -> None:
         self.seed = seed
         self.max_iters = max_iters
+        self.max_boxes = max_boxes
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
@@ -211,6 +229,10 @@ class DatasetProposalInitHook(Hook):
             raise ValueError(
                 'DatasetProposalInitHook: the training set has no usable '
                 f'box ({stats}); use another init_boxes')
+        if self.max_boxes and len(boxes) > self.max_boxes:
+            pick = np.random.default_rng(seed).choice(
+                len(boxes), self.max_boxes, replace=False)
+            boxes = boxes[np.sort(pick)]
         centres, info = kmeans(boxes, head.num_proposals, seed,
                                self.max_iters)
         seconds = time.perf_counter() - start
@@ -219,8 +241,9 @@ class DatasetProposalInitHook(Hook):
         head.set_proposal_boxes(result)
         runner.logger.info(
             f'DatasetProposalInitHook: {head.num_proposals} proposal boxes '
-            f"= k-means of {stats['boxes']} boxes ({info['unique']} "
-            f"distinct) from {stats['images']} images in {seconds:.2f} s "
+            f"= k-means of {len(boxes)} boxes ({info['unique']} distinct; "
+            f"{stats['boxes']} in the data) from {stats['images']} images "
+            f"in {seconds:.2f} s "
             f"(seed {seed}, {info['iters']} iterations, mean squared "
             f"distance {info['inertia']:.4g}); dropped "
             f"{stats['degenerate']} degenerate and {stats['ignored']} "

@@ -139,6 +139,7 @@ class TestDatasetProposalInitHook(TestCase):
         expected, _ = kmeans(dataset_boxes(self._dataset())[0], 4, seed=3)
         torch.testing.assert_close(boxes, torch.from_numpy(expected).float())
         self.assertIn('k-means of 120 boxes', logs.output[0])
+        self.assertIn('120 in the data', logs.output[0])
         self.assertRegex(logs.output[0], r'in \d+\.\d\d s')
         self.assertEqual(hook.last_stats['seed'], 3)
         # Another head, same seed: the same boxes (every process agrees).
@@ -149,6 +150,15 @@ class TestDatasetProposalInitHook(TestCase):
             _runner(self._dataset(), other))
         self.assertTrue(torch.equal(other.init_proposal_bboxes.weight,
                                     head.init_proposal_bboxes.weight))
+
+    def test_large_datasets_are_sampled(self):
+        head = EmbeddingRPNHead(num_proposals=4, proposal_feature_channel=8,
+                                init_boxes='dataset')
+        with self.assertLogs('test_proposal_init', 'INFO') as logs:
+            DatasetProposalInitHook(seed=0, max_boxes=50).before_train(
+                _runner(self._dataset(), head))
+        self.assertIn('k-means of 50 boxes', logs.output[0])
+        self.assertIn('120 in the data', logs.output[0])
 
     def test_seed_defaults_to_the_runs(self):
         head = EmbeddingRPNHead(num_proposals=4, proposal_feature_channel=8,
