@@ -6,6 +6,8 @@ and MMDetection's own Sparse R-CNN, batch 1, on the CPU.
     python benchmarks/onnx_speed.py r50 --proposals 100 300
     # every backbone config at 512x768 (exports / parity / latency)
     python benchmarks/onnx_speed.py configs --img-size 512 768
+    # also the int8 file (both runtimes) and OpenVINO in bfloat16
+    python benchmarks/onnx_speed.py r50 --proposals 100 300 --int8 --bf16
 
 All implementations share the same random weights (the heads'
 ``init_weights``; proposal boxes of varied position and size, as a trained
@@ -15,6 +17,12 @@ median of ``--repeats`` runs after one warm-up run is reported. The graph is
 exported at the fixed input size. Parity compares the ONNX Runtime top-k
 with the eager model's: the (proposal, label) pairs (ties at the k-th score
 aside), the largest score and box differences.
+
+``--int8`` adds the graph quantized by ``mmdet_sparse.deploy.quantize``
+(calibrated on the one random input: a speed figure only) in both runtimes,
+``--bf16`` OpenVINO with ``INFERENCE_PRECISION_HINT=bf16``; both alternate
+with the others and are reported as their time over the same runtime's
+float32 time.
 
 The FLOP bound is the model's multiply-add FLOPs (``FlopCounterMode``, as in
 ``tools/benchmark.py``) divided by this machine's measured float32 matrix
@@ -119,7 +127,8 @@ def gemm_rate(threads: int, size: int = 1024, repeats: int = 20) -> float:
 def measure(config: str, img_size, num_proposals: Optional[int],
             repeats: int, threads: int, with_mmdet: bool,
             opset: int, model_dir: str, export_only: bool = False,
-            with_openvino: bool = True) -> Dict:
+            with_openvino: bool = True, int8: bool = False,
+            bf16: bool = False) -> Dict:
     """Export (or reuse the export in ``model_dir``), parity and
     interleaved latency of one config."""
     from mmdet_sparse.deploy import OnnxDetector, export_onnx
@@ -168,6 +177,22 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         except ValueError as exc:  # refused backbone: shown in the table
             row['openvino'] = f'refused: {exc}'
             with_openvino = False
+    if int8:
+        int8_path = path[:-5] + '_int8.onnx'
+        if not osp.isfile(int8_path):
+            from mmdet_sparse.deploy.quantize import (InputsReader,
+                                                      quantize_model)
+            quantize_model(path, int8_path, InputsReader(
+                [dict(image=img_np, image_size=size_np)]))
+        q_ort = OnnxDetector(int8_path, threads)
+        impls['onnxruntime_int8'] = lambda: q_ort.run(img_np, size_np)
+        if with_openvino:
+            q_ov = OnnxDetector(int8_path, threads, backend='openvino')
+            impls['openvino_int8'] = lambda: q_ov.run(img_np, size_np)
+    if bf16 and with_openvino:
+        bf_ov = OnnxDetector(path, threads, backend='openvino',
+                             precision='bf16')
+        impls['openvino_bf16'] = lambda: bf_ov.run(img_np, size_np)
     if with_mmdet:
         ref = build_mmdet(model.state_dict(), row['proposals'])
         impls['mmdet'] = lambda: ref.predict(image, samples, rescale=True)
@@ -185,8 +210,10 @@ def measure(config: str, img_size, num_proposals: Optional[int],
         row['eager_noise'] = parity(
             (noisy_out.bboxes.numpy(), noisy_out.scores.numpy(),
              noisy_out.labels.numpy()), eager_out)
-        if with_mmdet:
-            impls['mmdet']()
+        for key in ('mmdet', 'onnxruntime_int8', 'openvino_int8',
+                    'openvino_bf16'):
+            if key in impls:  # warm-up
+                impls[key]()
         times = {k: [] for k in impls}
         for _ in range(repeats):
             for key, fn in impls.items():
@@ -199,6 +226,9 @@ def measure(config: str, img_size, num_proposals: Optional[int],
     row['ratio_vs_eager'] = lat['onnxruntime'] / lat['eager']
     if with_mmdet:
         row['ratio_vs_mmdet'] = lat['onnxruntime'] / lat['mmdet']
+    for key in ('onnxruntime_int8', 'openvino_int8', 'openvino_bf16'):
+        if key in lat:  # over the same runtime's float32
+            row[f'{key}_vs_fp32'] = lat[key] / lat[key.split('_')[0]]
     if with_openvino:
         row['openvino_vs_eager'] = lat['openvino'] / lat['eager']
         if with_mmdet:
@@ -261,6 +291,10 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default='work_dirs/onnx_speed')
     parser.add_argument('--no-openvino', action='store_true',
                         help='time ONNX Runtime only')
+    parser.add_argument('--int8', action='store_true',
+                        help='also time the int8 file (both runtimes)')
+    parser.add_argument('--bf16', action='store_true',
+                        help='also time OpenVINO in bfloat16')
     parser.add_argument('--export-only', action='store_true',
                         help='only export (into OUT/models) for later runs')
     args = parser.parse_args(argv)
@@ -283,7 +317,8 @@ def main(argv=None) -> int:
         try:
             row = measure(config, size, num, args.repeats, args.threads,
                           with_mmdet, args.opset, model_dir,
-                          args.export_only, not args.no_openvino)
+                          args.export_only, not args.no_openvino,
+                          args.int8, args.bf16)
         except Exception as exc:
             traceback.print_exc()
             row = dict(config=osp.splitext(osp.basename(config))[0],
@@ -315,6 +350,21 @@ def main(argv=None) -> int:
                   f"{r['config']} {r['proposals']}: "
                   f"{_pairs(r['parity_openvino'])}"
                   for r in rows if 'parity_openvino' in r)]
+    low = [r for r in rows if any(k.endswith('_vs_fp32') for k in r)]
+    if low:
+        lines += ['', 'int8 and bf16: time over the same runtime\'s float32 '
+                  'time (same alternation):', '',
+                  '| config | proposals | ORT int8 s | ORT int8 / fp32 | '
+                  'OpenVINO int8 s | OpenVINO int8 / fp32 | OpenVINO bf16 s '
+                  '| OpenVINO bf16 / fp32 |', '|---|---:' + '|---:' * 6 + '|']
+        for r in low:
+            cells = []
+            for key in ('onnxruntime_int8', 'openvino_int8', 'openvino_bf16'):
+                t = r['latency_s'].get(key)
+                cells += ['-', '-'] if t is None else [
+                    f'{t:.3f}', f"**{r[f'{key}_vs_fp32']:.2f}**"]
+            lines.append(f"| {r['config']} | {r['proposals']} | "
+                         + ' | '.join(cells) + ' |')
     lines += ['', 'PyTorch eager against itself with input noise 1e-6 '
               '(relative): the size of float-rounding effects on the top-k '
               'of these random-weight models:', '',

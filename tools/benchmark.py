@@ -27,7 +27,10 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   is timed in an ONNX Runtime session (or OpenVINO's CPU plugin, float32)
   with ``--threads`` intra-op threads; there is no
   backbone/heads split (reported as nan). FLOPs are those of the PyTorch
-  model.
+  model. ``--precision bf16``: OpenVINO in bfloat16 (CPUs with bfloat16
+  instructions); ``--precision int8``: the graph quantized by
+  ``mmdet_sparse.deploy.quantize`` (calibrated on the one random input:
+  for speed only).
 * Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
   (``torch.cuda.synchronize()`` before each clock read on CUDA). Each run
   is one prediction (what ``model.predict`` runs) with a clock read between
@@ -177,10 +180,12 @@ def run_heads(model, feats, samples) -> list:
 
 
 def onnx_runner(model, config: str, inputs, threads: Optional[int],
-                backend: str = 'onnxruntime') -> Callable[[], object]:
+                backend: str = 'onnxruntime',
+                precision: str = 'fp32') -> Callable[[], object]:
     """``run()`` of ``model`` exported to a fixed-size ONNX graph at the
     size of ``inputs``, in ``backend`` (``'onnxruntime'`` or
-    ``'openvino'``)."""
+    ``'openvino'``) and ``precision`` (``'fp32'``, ``'bf16'`` or
+    ``'int8'``: quantized, calibrated on ``inputs``)."""
     import tempfile
 
     import numpy as np
@@ -190,9 +195,16 @@ def onnx_runner(model, config: str, inputs, threads: Optional[int],
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')
         export_onnx(config, None, path, img_size=(h, w), model=model)
-        detector = OnnxDetector(path, threads, backend=backend)
-    image = inputs.cpu().numpy()
-    size = np.array([h, w], np.int64)
+        image = inputs.cpu().numpy()
+        size = np.array([h, w], np.int64)
+        if precision == 'int8':
+            from mmdet_sparse.deploy.quantize import (InputsReader,
+                                                      quantize_model)
+            quantize_model(path, path, InputsReader(
+                [dict(image=image, image_size=size)]))
+        detector = OnnxDetector(
+            path, threads, backend=backend,
+            precision='fp32' if precision == 'int8' else precision)
     return lambda: detector.run(image, size)
 
 
@@ -315,7 +327,8 @@ def measure(config: str,
             device: str = 'cpu',
             threads: Optional[int] = None,
             flops: bool = True,
-            backend: str = 'pytorch') -> dict:
+            backend: str = 'pytorch',
+            precision: str = 'fp32') -> dict:
     """Measure one config in this process; see the module docstring."""
     if threads:
         torch.set_num_threads(threads)
@@ -328,13 +341,13 @@ def measure(config: str,
         config=osp.splitext(osp.basename(config))[0],
         backbone=backbone_label(cfg.model.backbone),
         proposals=int(model.rpn_head.num_proposals),
-        params=count_params(model), backend=backend)
+        params=count_params(model), backend=backend, precision=precision)
     with torch.no_grad():
         def full():
             return model.predict(inputs, samples)
 
         run = full if backend == 'pytorch' else onnx_runner(
-            model, config, inputs, threads, backend)
+            model, config, inputs, threads, backend, precision)
         for _ in range(max(warmup, 0)):
             if backend == 'pytorch':
                 predict_in_parts(model, inputs, samples, sync)
@@ -395,7 +408,8 @@ def run_child(config: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, osp.abspath(__file__), config, '--child',
            '--img-size', *map(str, args.img_size), '--warmup',
            str(args.warmup), '--repeats', str(args.repeats), '--device',
-           args.device, '--backend', args.backend] + (
+           args.device, '--backend', args.backend, '--precision',
+           args.precision] + (
                ['--no-flops'] if args.no_flops else [])
     env = dict(os.environ)
     if args.threads:
@@ -645,6 +659,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default='pytorch',
                         help='onnxruntime / openvino: the exported ONNX '
                         'graph, CPU')
+    parser.add_argument('--precision', choices=['fp32', 'bf16', 'int8'],
+                        default='fp32',
+                        help='ONNX backends: bf16 (openvino, CPUs with '
+                        'bfloat16 instructions) or int8 (the quantized '
+                        'graph)')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads (default: torch default)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
@@ -669,7 +688,7 @@ def main(argv=None) -> int:
     if args.child:
         result = measure(args.configs[0], args.img_size, args.warmup,
                          args.repeats, args.device, args.threads,
-                         not args.no_flops, args.backend)
+                         not args.no_flops, args.backend, args.precision)
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
     if args.threads:
@@ -683,7 +702,10 @@ def main(argv=None) -> int:
                              'cpu')
         import importlib
         version = importlib.import_module(args.backend).__version__
-        device = f'{device}, {args.backend} {version}'
+        device = f'{device}, {args.backend} {version}, {args.precision}'
+    elif args.precision != 'fp32':
+        raise SystemExit(f'--precision {args.precision} needs --backend '
+                         'onnxruntime or openvino')
     meta = dict(device=device, threads=args.threads or torch.get_num_threads(),
                 torch=torch.__version__, img_size=list(args.img_size),
                 warmup=args.warmup, repeats=args.repeats,

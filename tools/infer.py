@@ -56,7 +56,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--score-thr', type=float, default=0.3,
         help='minimum score of the drawn boxes; results.json keeps all '
         '(default: 0.3)')
+    parser.add_argument(
+        '--threads', type=int, default=None,
+        help='CPU threads (ONNX Runtime / OpenVINO intra-op threads, or '
+        "torch's; default: the backend's)")
+    parser.add_argument(
+        '--precision', choices=['fp32', 'bf16'], default='fp32',
+        help='bf16: --backend openvino on a CPU with bfloat16 '
+        'instructions (an int8 file needs no option)')
     args = parser.parse_args(argv)
+    if args.precision != 'fp32' and args.backend == 'pytorch':
+        parser.error(f'--precision {args.precision} needs --backend '
+                     'openvino')
     if args.backend != 'pytorch':
         if args.input is not None:
             parser.error(f'--backend {args.backend} takes MODEL.onnx INPUT')
@@ -73,8 +84,13 @@ def main(argv=None) -> None:
     if args.backend != 'pytorch':
         from mmdet_sparse.deploy import OnnxInferencer
         device = f'cpu, {args.backend}'
-        inferencer = OnnxInferencer(args.config, backend=args.backend)
+        inferencer = OnnxInferencer(args.config, args.threads,
+                                    backend=args.backend,
+                                    precision=args.precision)
     else:
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         device = args.device or default_device()
         inferencer = build_inferencer(
             args.config, resolve_checkpoint(args.checkpoint), device)

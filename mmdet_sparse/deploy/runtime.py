@@ -19,6 +19,12 @@ Backends (:data:`BACKENDS`): ``onnxruntime`` (CPU provider by default) and
 ``openvino`` (its CPU plugin reading the same ``.onnx`` file, with float32
 inference forced: on CPUs with bfloat16 units it would otherwise compute in
 bfloat16 and the scores would move by about 1e-2).
+
+Precisions (:data:`PRECISIONS`): ``fp32`` (default) and ``bf16``, OpenVINO
+only (``INFERENCE_PRECISION_HINT=bf16``), refused on a CPU without
+bfloat16 instructions (:func:`cpu_has_bf16`). An int8 file of
+:mod:`.quantize` runs with either backend like a float32 one: its integer
+parts are in the graph (QDQ), ``precision`` applies to the rest.
 """
 import json
 import os.path as osp
@@ -105,6 +111,7 @@ def preprocess(img_bgr: np.ndarray, meta: Dict,
 
 
 BACKENDS = ('onnxruntime', 'openvino')
+PRECISIONS = ('fp32', 'bf16')
 
 #: Backbones whose exported graphs OpenVINO 2026.4.1 computes wrongly
 #: (docs/deployment.md): refused by ``backend='openvino'``.
@@ -130,6 +137,51 @@ def check_backend(meta: Dict, backend: str, path: str) -> None:
             f'{path}: OpenVINO gives wrong detections for {backbone} '
             'graphs (its boxes and scores disagree with ONNX Runtime and '
             'PyTorch); use --backend onnxruntime for this model')
+
+
+def cpu_has_bf16(core=None) -> bool:
+    """Whether this CPU computes in bfloat16: ``BF16`` among OpenVINO's
+    ``OPTIMIZATION_CAPABILITIES`` of the CPU (given ``core``, an
+    ``openvino.Core``), else the ``avx512_bf16`` / ``amx_bf16`` flags of
+    ``/proc/cpuinfo``."""
+    try:
+        if core is None:
+            import openvino as ov
+            core = ov.Core()
+        return 'BF16' in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    except Exception:  # no OpenVINO: the kernel's CPU flags
+        try:
+            with open('/proc/cpuinfo') as f:
+                flags = f.read().split()
+        except OSError:
+            return False
+        return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def check_precision(precision: str, backend: str, core=None) -> None:
+    """Refuse a precision the backend or the CPU cannot run.
+
+    Raises:
+        ValueError: an unknown precision, ``bf16`` with ONNX Runtime (its
+            CPU provider has no bfloat16 mode) or on a CPU without
+            bfloat16 instructions.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'unknown precision {precision!r}: choose one of '
+                         f'{PRECISIONS}')
+    if precision != 'bf16':
+        return
+    if backend != 'openvino':
+        raise ValueError(
+            f"precision 'bf16' is not available with {backend}: ONNX "
+            "Runtime's CPU provider has no bfloat16 mode; use --backend "
+            'openvino --precision bf16 (or an int8 file from '
+            'tools/deployment/quantize.py)')
+    if not cpu_has_bf16(core):
+        raise ValueError(
+            "precision 'bf16' needs bfloat16 instructions (AVX512_BF16 or "
+            "AMX-BF16), which this CPU lacks (OpenVINO's CPU "
+            "OPTIMIZATION_CAPABILITIES has no BF16); use --precision fp32")
 
 
 def parse_metadata(props: Dict[str, str], path: str = 'the ONNX model'
@@ -177,12 +229,15 @@ class _OrtGraph:
 
 
 class _OpenVINOGraph:
-    """The graph compiled by OpenVINO's CPU plugin, in float32; a model
-    refused by :func:`check_backend` is not compiled."""
+    """The graph compiled by OpenVINO's CPU plugin, in float32 (or
+    ``precision='bf16'``); a model refused by :func:`check_backend` is not
+    compiled."""
 
-    def __init__(self, path: str, num_threads: Optional[int]) -> None:
+    def __init__(self, path: str, num_threads: Optional[int],
+                 precision: str = 'fp32') -> None:
         import openvino as ov
         core = ov.Core()
+        check_precision(precision, 'openvino', core)
         model = core.read_model(path)
         # ONNX metadata_props arrive as rt_info['framework'][key].
         key = ['framework', META_KEY]
@@ -191,7 +246,8 @@ class _OpenVINOGraph:
         self.meta = parse_metadata(props, path)
         check_backend(self.meta, 'openvino', path)
         self.input_names = tuple(i.get_any_name() for i in model.inputs)
-        config = {'INFERENCE_PRECISION_HINT': 'f32',
+        config = {'INFERENCE_PRECISION_HINT': dict(fp32='f32',
+                                                   bf16='bf16')[precision],
                   'PERFORMANCE_HINT': 'LATENCY'}
         if num_threads:
             config['INFERENCE_NUM_THREADS'] = int(num_threads)
@@ -218,23 +274,35 @@ class OnnxDetector:
             default when None).
         providers (Sequence[str]): ONNX Runtime execution providers.
         backend (str): ``'onnxruntime'`` or ``'openvino'``.
+        precision (str): ``'fp32'`` or ``'bf16'`` (OpenVINO on a CPU with
+            bfloat16 instructions; see :func:`check_precision`).
+
+    Attributes:
+        quantization (str | None): ``'int8'`` for a file of
+            :mod:`.quantize`, else None.
     """
 
     def __init__(self, path: str, num_threads: Optional[int] = None,
                  providers: Sequence[str] = ('CPUExecutionProvider', ),
-                 backend: str = 'onnxruntime') -> None:
+                 backend: str = 'onnxruntime',
+                 precision: str = 'fp32') -> None:
         if backend not in BACKENDS:
             raise ValueError(f'unknown backend {backend!r}: choose one of '
                              f'{BACKENDS}')
+        if backend != 'openvino':
+            check_precision(precision, backend)
         if not osp.isfile(path):
             raise FileNotFoundError(f'ONNX model not found: {path}')
         self.path = path
         self.backend = backend
+        self.precision = precision
         if backend == 'openvino':
-            self.graph = _OpenVINOGraph(path, num_threads)
+            self.graph = _OpenVINOGraph(path, num_threads, precision)
         else:
             self.graph = _OrtGraph(path, num_threads, providers)
         self.meta = self.graph.meta
+        self.quantization = (self.meta.get('quantization') or {}).get(
+            'dtype')
         names = self.graph.input_names
         if names != INPUT_NAMES:
             raise ValueError(f'{path}: graph inputs {names}, expected '
@@ -284,6 +352,7 @@ class OnnxInferencer:
         path (str): The ``.onnx`` file.
         num_threads (int, optional): Intra-op threads.
         backend (str): ``'onnxruntime'`` or ``'openvino'``.
+        precision (str): ``'fp32'`` or ``'bf16'`` (OpenVINO).
     """
 
     class _Model:
@@ -291,9 +360,11 @@ class OnnxInferencer:
             self.dataset_meta = dict(classes=tuple(classes))
 
     def __init__(self, path: str, num_threads: Optional[int] = None,
-                 backend: str = 'onnxruntime') -> None:
+                 backend: str = 'onnxruntime',
+                 precision: str = 'fp32') -> None:
         from mmdet.visualization import DetLocalVisualizer
-        self.detector = OnnxDetector(path, num_threads, backend=backend)
+        self.detector = OnnxDetector(path, num_threads, backend=backend,
+                                     precision=precision)
         self.model = self._Model(self.detector.classes)
         self.visualizer = DetLocalVisualizer(
             name=f'onnx_visualizer_{id(self)}')

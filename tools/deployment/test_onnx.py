@@ -4,7 +4,8 @@ Example::
 
     python tools/deployment/test_onnx.py configs/CONFIG.py model.onnx
     python tools/deployment/test_onnx.py configs/CONFIG.py model.onnx \
-        --backend openvino
+        --backend openvino [--precision bf16]
+    python tools/deployment/test_onnx.py configs/CONFIG.py model_int8.onnx
 
 Every test image goes through the runtime, ONNX Runtime by default
 (``mmdet_sparse.deploy.OnnxDetector``: the preprocessing stored in the
@@ -37,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='intra-op threads of the backend')
     parser.add_argument('--backend', default='onnxruntime',
                         choices=['onnxruntime', 'openvino'])
+    parser.add_argument('--precision', default='fp32',
+                        choices=['fp32', 'bf16'],
+                        help='bf16: OpenVINO on a CPU with bfloat16 '
+                        'instructions (default: fp32)')
     parser.add_argument('--out', default=None,
                         help='write the metrics to this JSON file')
     parser.add_argument(
@@ -47,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def evaluate(cfg, model_path: str, threads=None, log=print,
-             backend: str = 'onnxruntime') -> dict:
+             backend: str = 'onnxruntime',
+             precision: str = 'fp32') -> dict:
     """Run ``model_path`` on the test set of ``cfg``; return the metrics.
 
     Args:
@@ -57,6 +63,7 @@ def evaluate(cfg, model_path: str, threads=None, log=print,
         threads (int, optional): Intra-op threads of the backend.
         log (callable): Progress output.
         backend (str): ``'onnxruntime'`` or ``'openvino'``.
+        precision (str): ``'fp32'`` or ``'bf16'`` (OpenVINO).
     """
     import torch
     from mmengine.evaluator import Evaluator
@@ -65,7 +72,8 @@ def evaluate(cfg, model_path: str, threads=None, log=print,
     import mmdet_sparse  # noqa: F401
     from mmdet_sparse.deploy import OnnxDetector
     from mmdet_sparse.registry import DATASETS
-    detector = OnnxDetector(model_path, threads, backend=backend)
+    detector = OnnxDetector(model_path, threads, backend=backend,
+                            precision=precision)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet_sparse')):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -99,8 +107,12 @@ def main(argv=None) -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    metrics = evaluate(cfg, args.model, args.threads,
-                       backend=args.backend)
+    try:
+        metrics = evaluate(cfg, args.model, args.threads,
+                           backend=args.backend, precision=args.precision)
+    except ValueError as exc:  # a refused backend / precision / model
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
     print(json.dumps(metrics, indent=1))
     if args.out:
         out_dir = osp.dirname(osp.abspath(args.out))
