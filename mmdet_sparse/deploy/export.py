@@ -146,14 +146,18 @@ class SparseRCNNGraph(nn.Module):
         whwh = torch.stack([size[1], size[0], size[1], size[0]])
         boxes = bbox_cxcywh_to_xyxy(
             rpn.init_proposal_bboxes.weight)[None] * whwh[None, None]
-        feats = rpn.init_proposal_features.weight[None]
+        feats = init_feats = rpn.init_proposal_features.weight[None]
         num_proposals = boxes.size(1)
         img_ids = boxes.new_zeros((num_proposals, 1))
         for stage in range(roi.num_stages):
             rois = torch.cat([img_ids, boxes.reshape(-1, 4)], dim=1)
             roi_feats = self._roi_features(stage, x, rois)
             head = roi.bbox_head[stage]
-            cls_score, deltas, feats, _ = head(roi_feats, feats)
+            # The head as the RoI head runs it: with the boxes where it
+            # encodes them, from the initial features in a plain cascade.
+            cls_score, deltas, feats, _ = roi.run_bbox_head(
+                stage, roi_feats, boxes, roi.stage_feats(feats, init_feats),
+                whwh[None])
             boxes = head.decode(boxes, deltas)
         scores = roi.bbox_head[-1].scores(cls_score.float())
         num_classes = scores.size(-1)
