@@ -47,6 +47,30 @@ def needs_float32(module: torch.nn.Module) -> bool:
         type(module).__module__.startswith('mmcv.ops.')
 
 
+def _run_in_float32(module: torch.nn.Module) -> None:
+    """Run ``module``'s forward on float32 inputs with CPU autocast off.
+
+    Casting the inputs alone is not enough: inside the forward autocast
+    would cast again (mmcv's deformable convolution computes its offsets
+    with a ``Conv2d`` and casts its input to their dtype). Hooks rather than
+    a wrapped ``forward``, so that a deep copy of the model (EMA) runs its
+    own parameters.
+    """
+    active = []
+
+    def enter(_, args, kwargs):
+        off = torch.autocast('cpu', enabled=False)
+        off.__enter__()
+        active.append(off)
+        return _float32(args), _float32(kwargs)
+
+    def leave(*_):
+        active.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(enter, with_kwargs=True)
+    module.register_forward_hook(leave)
+
+
 @OPTIM_WRAPPERS.register_module(name=CPU_AMP_WRAPPER)
 class CPUBFloat16OptimWrapper(OptimWrapper):
     """Optimizer wrapper that runs the forward pass under CPU autocast.
@@ -94,10 +118,7 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
         self._hooked.add(id(model))
         for module in model.modules():
             if needs_float32(module):
-                module.register_forward_pre_hook(
-                    lambda _, args, kwargs: (_float32(args),
-                                             _float32(kwargs)),
-                    with_kwargs=True)
+                _run_in_float32(module)
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module) -> Iterator[None]:

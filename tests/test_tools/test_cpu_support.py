@@ -104,3 +104,23 @@ def test_amp_for_device(monkeypatch):
     assert 'bfloat16' in amp_for_device(cpu_amp)
     assert cpu_amp.optim_wrapper.type == 'CPUBFloat16OptimWrapper'
     assert amp_for_device(cpu_amp) is None
+
+
+def test_cpu_bf16_wrapper_trains_deformable_conv():
+    """mmcv's deformable convolution has no bfloat16 CPU kernel and casts
+    its input to its offsets' dtype: it runs with autocast off."""
+    from mmcv.ops import ModulatedDeformConv2dPack
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1),
+                                ModulatedDeformConv2dPack(4, 4, 3, padding=1))
+    wrapper = CPUBFloat16OptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 8, 8))
+        after = torch.zeros(2, 2) @ torch.zeros(2, 2)
+    assert out.dtype == torch.float32
+    assert after.dtype == torch.bfloat16  # autocast is back on after it
+    before = [p.detach().clone() for p in model.parameters()]
+    wrapper.update_params(out.sum())
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert not torch.equal(before[2], after[2])  # the deformable weight
