@@ -4,7 +4,9 @@
 _base_ = './sparse_rcnn_r50_fpn_300pro_crop_3x_coco.py'
 
 # Local DeiT-S ImageNet-1k weights ({'model': state_dict}, timm key names);
-# edit the path, or set it to None to train from scratch.
+# edit the path.
+# To train from scratch pass `--cfg-options model.backbone.init_cfg=None`;
+# setting `pretrained` to None instead stops init_weights with a TypeError.
 pretrained = 'checkpoints/deit_small_patch16_224-cd65a155.pth'
 model = dict(
     backbone=dict(

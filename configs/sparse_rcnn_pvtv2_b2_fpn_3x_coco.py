@@ -3,7 +3,9 @@
 _base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
 
 # Local ImageNet-1k PVTv2-b2 weights (official release file, converted on
-# load); edit the path, or set it to None to train from scratch.
+# load); edit the path.
+# To train from scratch pass `--cfg-options model.backbone.init_cfg=None`;
+# setting `pretrained` to None instead stops init_weights with a TypeError.
 pretrained = 'checkpoints/pvt_v2_b2.pth'
 model = dict(
     backbone=dict(

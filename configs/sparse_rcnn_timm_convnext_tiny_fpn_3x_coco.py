@@ -2,8 +2,11 @@
 # multi-scale 3x schedule.
 _base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
 
-# Local timm `convnext_tiny` weights; edit the path, or set it to None to
-# train from scratch (nothing is downloaded at run time).
+# Local timm `convnext_tiny` weights (nothing is downloaded at run time);
+# edit the path.
+# To train from scratch pass `--cfg-options model.backbone.init_cfg=None`;
+# setting `pretrained` to None instead makes TimmBackbone ask timm for its
+# default weights (a download).
 pretrained = 'checkpoints/convnext_tiny.pth'
 model = dict(
     backbone=dict(

@@ -6,7 +6,9 @@ _base_ = [
 ]
 
 # Local ImageNet-1k Swin-T weights (official release file, converted on load);
-# edit the path, or set it to None to train from scratch.
+# edit the path.
+# To train from scratch pass `--cfg-options model.backbone.init_cfg=None`;
+# setting `pretrained` to None instead stops init_weights with a TypeError.
 pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(
