@@ -1,6 +1,8 @@
 # Sparse R-CNN R50-FPN, 300 proposals, 3x multi-scale + random crop:
 # 45.0 box AP (COCO val).
-_base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
+_base_ = [
+    './sparse_rcnn_r50_fpn_3x_coco.py', './_base_/datasets/coco_ms_aug.py'
+]
 
 num_proposals = 300
 model = dict(
@@ -8,33 +10,11 @@ model = dict(
     test_cfg=dict(rcnn=dict(max_per_img=num_proposals)))
 
 # With p = 0.5 either the multi-scale resize, or resize -> crop -> resize.
-_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333),
-           (640, 1333), (672, 1333), (704, 1333), (736, 1333), (768, 1333),
-           (800, 1333)]
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomChoice',
-        transforms=[
-            [dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True)],
-            [
-                dict(
-                    type='RandomChoiceResize',
-                    scales=[(400, 1333), (500, 1333), (600, 1333)],
-                    keep_ratio=True),
-                dict(
-                    type='RandomCrop',
-                    crop_type='absolute_range',
-                    crop_size=(384, 600),
-                    allow_negative_crop=True),
-                dict(
-                    type='RandomChoiceResize',
-                    scales=_scales,
-                    keep_ratio=True)
-            ]
-        ]),
+    {{_base_.coco_ms_or_crop}},
     dict(type='PackDetInputs')
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -1,6 +1,6 @@
 # Sparse R-CNN, Swin-T backbone (MMDetection's SwinTransformer), 100
 # proposals, multi-scale 3x schedule.
-_base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
+_base_ = ['./sparse_rcnn_r50_fpn_3x_coco.py', './_base_/models/swin_t.py']
 
 # Local ImageNet-1k Swin-T weights (official release file, converted on load);
 # edit the path.
@@ -9,20 +9,10 @@ _base_ = './sparse_rcnn_r50_fpn_3x_coco.py'
 pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(
+        _base_.swin_t_backbone,
         _delete_=True,
-        type='SwinTransformer',
-        embed_dims=96,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24],
-        window_size=7,
-        mlp_ratio=4,
-        qkv_bias=True,
-        drop_path_rate=0.2,
-        patch_norm=True,
-        out_indices=(0, 1, 2, 3),
-        convert_weights=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    neck=dict(in_channels=_base_.swin_t_out_channels))
 
 # Base AdamW; no weight decay on Swin's position tables and norms.
 optim_wrapper = dict(

@@ -163,3 +163,31 @@ def iteration_run() -> Tuple[str, str]:
     work_dir = osp.join(tmp.name, 'reference')
     run_tool(train_command(config, work_dir))
     return config, work_dir
+
+
+def run_two_ranks(script: str, args: List[str],
+                  timeout: float = 240) -> List[str]:
+    """Run ``script`` as ranks 0 and 1 of a 2-process gloo group on this
+    machine (``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE`` set,
+    one thread each); returns each rank's output. Both are killed after
+    ``timeout`` seconds, so a hang ends the test instead of the suite."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, *args],
+            env=tool_env(dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                              RANK=str(rank), WORLD_SIZE='2',
+                              OMP_NUM_THREADS='1')),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for rank in (0, 1)
+    ]
+    try:
+        return [p.communicate(timeout=timeout)[0].decode() for p in procs]
+    except subprocess.TimeoutExpired:
+        return ['(killed after the timeout: a hang)'] * 2
+    finally:
+        for p in procs:
+            p.kill()

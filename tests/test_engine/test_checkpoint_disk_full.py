@@ -9,16 +9,14 @@ import os
 import os.path as osp
 import pickle
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 from unittest import TestCase, mock
 
 import torch
 from mmengine.fileio import LocalBackend
 from test_checkpoint_hook import _last, _load, _temp_files
-from tool_runs import tool_env
+from tool_runs import run_two_ranks
 from toy_runner import toy_runner
 
 from mmdet_sparse.engine import AtomicCheckpointHook
@@ -312,27 +310,11 @@ class TestCheckpointDiskFull(TestCase):
         with open(script, 'w') as f:
             f.write(DIST_WORKER)
         result = self._ckpt('result.json')
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, script, self.work_dir, result],
-                env=tool_env(dict(MASTER_ADDR='127.0.0.1',
-                                  MASTER_PORT=str(port), RANK=str(rank),
-                                  WORLD_SIZE='2')),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            for rank in (0, 1)
-        ]
-        try:
-            outputs = [p.communicate(timeout=240)[0] for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
+        outputs = run_two_ranks(script, [self.work_dir, result])
         outs = []
         for rank, output in enumerate(outputs):
             self.assertTrue(osp.exists(f'{result}.{rank}'),
-                            msg=output.decode()[-3000:])
+                            msg=output[-3000:])
             with open(f'{result}.{rank}') as f:
                 outs.append(json.load(f))
         self.assertEqual(outs[1], outs[0])

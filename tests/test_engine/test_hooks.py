@@ -4,9 +4,6 @@ import io
 import json
 import os.path as osp
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 from unittest import TestCase, mock
 
@@ -15,7 +12,7 @@ import torch
 
 from mmdet_sparse.engine import hooks
 from mmdet_sparse.engine.hooks import RNGStateHook
-from tool_runs import tool_env
+from tool_runs import run_two_ranks
 
 # One rank of a 2-process gloo run: train one epoch after rank-dependent
 # draws (so the ranks' states differ), save, then resume in a new Runner;
@@ -233,28 +230,11 @@ class TestRNGStateHookDistributed(TestCase):
             script = osp.join(tmp, 'worker.py')
             with open(script, 'w') as f:
                 f.write(DIST_WORKER)
-            with socket.socket() as sock:
-                sock.bind(('127.0.0.1', 0))
-                port = sock.getsockname()[1]
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, script, tmp],
-                    env=tool_env(dict(MASTER_ADDR='127.0.0.1',
-                                      MASTER_PORT=str(port), RANK=str(rank),
-                                      WORLD_SIZE='2', OMP_NUM_THREADS='1')),
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for rank in (0, 1)
-            ]
-            try:
-                outputs = [p.communicate(timeout=240)[0] for p in procs]
-            finally:
-                for p in procs:
-                    p.kill()
+            outputs = run_two_ranks(script, [tmp])
             results = []
             for rank, output in enumerate(outputs):
                 path = osp.join(tmp, f'rank{rank}.json')
-                self.assertTrue(osp.exists(path),
-                                msg=output.decode()[-3000:])
+                self.assertTrue(osp.exists(path), msg=output[-3000:])
                 with open(path) as f:
                     results.append(json.load(f))
             checkpoint = torch.load(osp.join(tmp, 'run', 'epoch_1.pth'),
