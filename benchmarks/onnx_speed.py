@@ -21,8 +21,9 @@ aside), the largest score and box differences.
 ``--int8`` adds the graph quantized by ``mmdet_sparse.deploy.quantize``
 (calibrated on the one random input: a speed figure only) in both runtimes,
 ``--bf16`` OpenVINO with ``INFERENCE_PRECISION_HINT=bf16``; both alternate
-with the others and are reported as their time over the same runtime's
-float32 time.
+with the others and are reported as the median over the rounds of their
+time over the same runtime's float32 time in that round (robust to a
+machine shared with other work).
 
 The FLOP bound is the model's multiply-add FLOPs (``FlopCounterMode``, as in
 ``tools/benchmark.py``) divided by this machine's measured float32 matrix
@@ -227,8 +228,9 @@ def measure(config: str, img_size, num_proposals: Optional[int],
     if with_mmdet:
         row['ratio_vs_mmdet'] = lat['onnxruntime'] / lat['mmdet']
     for key in ('onnxruntime_int8', 'openvino_int8', 'openvino_bf16'):
-        if key in lat:  # over the same runtime's float32
-            row[f'{key}_vs_fp32'] = lat[key] / lat[key.split('_')[0]]
+        if key in lat:  # over the same runtime's float32 of the same round
+            row[f'{key}_vs_fp32'] = statistics.median(
+                a / b for a, b in zip(times[key], times[key.split('_')[0]]))
     if with_openvino:
         row['openvino_vs_eager'] = lat['openvino'] / lat['eager']
         if with_mmdet:
@@ -352,8 +354,8 @@ def main(argv=None) -> int:
                   for r in rows if 'parity_openvino' in r)]
     low = [r for r in rows if any(k.endswith('_vs_fp32') for k in r)]
     if low:
-        lines += ['', 'int8 and bf16: time over the same runtime\'s float32 '
-                  'time (same alternation):', '',
+        lines += ['', 'int8 and bf16: median over the rounds of the time '
+                  'over the same runtime\'s float32 time in that round:', '',
                   '| config | proposals | ORT int8 s | ORT int8 / fp32 | '
                   'OpenVINO int8 s | OpenVINO int8 / fp32 | OpenVINO bf16 s '
                   '| OpenVINO bf16 / fp32 |', '|---|---:' + '|---:' * 6 + '|']
