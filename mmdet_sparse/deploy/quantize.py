@@ -254,9 +254,9 @@ def quantize_model(model_path: str, out: str, reader,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
             calibrate_method=CalibrationMethod.MinMax,
-            # the heads' linear layers return float32 (ONNX Runtime's
-            # QGemm / MatMulIntegerToFloat): their outputs feed layer
-            # norms, residual sums, the box deltas and the class logits
+            # the heads' linear layers return float32 (integer products
+            # with a float output): their outputs feed layer norms,
+            # residual sums, the box deltas and the class logits
             extra_options=dict(MatMulConstBOnly=True,
                                OpTypesToExcludeOutputQuantization=[
                                    'Gemm', 'MatMul']))

@@ -194,6 +194,35 @@ class TestQuantize:
             infer.parse_args(['cfg.py', 'ckpt.pth', 'a.png', '--precision',
                               'bf16'])
 
+    def test_test_onnx_refuses_bf16_with_onnxruntime(self, trained,
+                                                     dynamic_onnx, capsys):
+        tester = load_tool('deployment', 'test_onnx.py')
+        assert tester.main([trained['config'], dynamic_onnx['path'],
+                            '--precision', 'bf16']) == 2
+        assert 'ONNX Runtime' in capsys.readouterr().err
+
+    def test_fixed_size_model_quantizes(self, shapes, trained, tmp_path):
+        """A fixed-size export: calibration images padded to its size."""
+        import mmcv
+
+        from mmdet_sparse.deploy import export_onnx
+        from mmdet_sparse.deploy.quantize import quantize_onnx
+        path, out = str(tmp_path / 'fixed.onnx'), str(tmp_path / 'q.onnx')
+        export_onnx(shapes['cfg'], None, path, img_size=(256, 256),
+                    model=trained['model'])
+        meta = quantize_onnx(shapes['cfg'], path, out, split='val',
+                             num_images=3)
+        assert meta['quantization']['calibration']['split'] == 'val'
+        img = mmcv.imread(_val_images(shapes)[0])
+        ref = OnnxDetector(path, 1)
+        pre = ref.preprocess(img)
+        assert pre.image.shape[-2:] == (256, 256)
+        score, box, far = _closeness(
+            OnnxDetector(out, 1).run(pre.image, pre.image_size),
+            ref.run(pre.image, pre.image_size))
+        assert score <= INT8_SCORE_TOL, score
+        assert box <= INT8_MEDIAN_BOX_TOL and far <= INT8_FAR, (box, far)
+
     def test_bf16_runs_where_available(self, shapes, dynamic_onnx, int8):
         if not runtime.cpu_has_bf16():
             pytest.skip('this CPU has no bfloat16 instructions '

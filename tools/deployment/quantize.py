@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         return 2
     quant = meta['quantization']
     print(f"Quantized {args.model} -> {args.out} (int8 QDQ, per-channel "
-          f"weights, {quant['num_qdq']} quantized tensors, "
+          f"weights, {quant['num_qdq']} quantized activations, "
           f"{quant['float_nodes']} activation products kept in float32; "
           f"calibrated on {quant['calibration']['num_images']} "
           f"{args.split} images in {time.perf_counter() - start:.0f} s)")
