@@ -240,8 +240,7 @@ def measure(config: str, img_size, num_proposals: Optional[int],
 
 def flops_of(config: str, img_size, num_proposals: Optional[int]) -> float:
     """Multiply-add FLOPs (x2) of the eager model on one input."""
-    sys.path.insert(0, osp.join(REPO, 'tools'))
-    from benchmark import count_flops
+    from mmdet_sparse.benchmark import count_flops
     model, _ = build_ours(config, num_proposals)
     h, w = img_size
     image = torch.randn(1, 3, h, w)
