@@ -160,9 +160,7 @@ class ImageCalibrationReader(InputsReader):
         super().__init__()
 
     def _batches(self) -> Iterator[Dict[str, np.ndarray]]:
-        from mmdet_sparse.apis.inference import read_image
-
-        from .runtime import preprocess
+        from .runtime import preprocess, read_image
         fixed = None if self.meta['dynamic'] else tuple(
             self.meta['img_size'])
         for path in self.paths:

@@ -3,13 +3,19 @@
 :class:`OnnxDetector` reads the preprocessing facts from the model's
 metadata (plain JSON, see :mod:`.export`), so it needs no config:
 
-1. resize as the config's test ``Resize`` (mmcv's ``imrescale`` /
-   ``imresize``, the same functions the pipeline calls),
+1. resize as the config's test ``Resize`` (the size rule of mmcv's
+   ``imrescale`` / ``imresize``, which the pipeline calls, and the same
+   ``cv2.resize``),
 2. channel swap, ``(x - mean) / std`` in float32, zero padding to the
    divisor (as ``DetDataPreprocessor``),
 3. the graph,
 4. boxes divided by the resize's ``(w_scale, h_scale)``: the original
    image's frame.
+
+Running a model needs numpy, OpenCV and the backend only: this module
+imports neither torch, mmcv nor mmdet (``requirements/deploy.txt``; mmcv
+only for a ``pillow`` resize backend, :class:`OnnxInferencer` needs mmdet
+for drawing).
 
 Loading a model runs no code from it: the session gets the CPU provider
 (or the ones asked for) and no custom-op library, OpenVINO gets no
@@ -33,7 +39,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .export import INPUT_NAMES, META_KEY, OUTPUT_NAMES
+# The graph's interface, as :mod:`.export` writes it (that module imports
+# torch; tests check that both agree).
+META_KEY = 'mmdet_sparse'
+INPUT_NAMES = ('image', 'image_size')
+OUTPUT_NAMES = ('boxes', 'scores', 'labels')
+_CV2_INTERPOLATION = dict(nearest=0, bilinear=1, bicubic=2, area=3,
+                          lanczos=4)
 
 
 @dataclass
@@ -52,6 +64,38 @@ class Preprocessed:
     ori_shape: Tuple[int, int]
 
 
+def read_image(path: str) -> np.ndarray:
+    """A BGR ``uint8`` image as mmcv's ``imread`` (cv2 backend, colour)
+    reads it.
+
+    Raises:
+        ValueError: the file cannot be decoded, naming it.
+    """
+    import cv2
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ValueError(f'Cannot read image: {path} ({exc})') from exc
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None or img.size == 0:
+        raise ValueError(f'Cannot decode image: {path}')
+    return img
+
+
+def _resize(img: np.ndarray, size: Tuple[int, int], resize: Dict
+            ) -> np.ndarray:
+    """``img`` resized to ``size`` ``(w, h)`` as mmcv's ``imresize`` does
+    (cv2; mmcv itself for the ``pillow`` backend)."""
+    if resize.get('backend', 'cv2') != 'cv2':
+        import mmcv
+        return mmcv.imresize(img, size, backend=resize['backend'],
+                             interpolation=resize.get('interpolation',
+                                                      'bilinear'))
+    import cv2
+    return cv2.resize(img, size, interpolation=_CV2_INTERPOLATION[
+        resize.get('interpolation', 'bilinear')])
+
+
 def preprocess(img_bgr: np.ndarray, meta: Dict,
                pad_to: Optional[Tuple[int, int]] = None) -> Preprocessed:
     """The config's test-time preprocessing of one BGR ``uint8`` image.
@@ -65,7 +109,6 @@ def preprocess(img_bgr: np.ndarray, meta: Dict,
     Returns:
         Preprocessed: the graph inputs and the resize facts.
     """
-    import mmcv
     if img_bgr.ndim != 3 or img_bgr.shape[2] != 3:
         raise ValueError(f'expected an (h, w, 3) image, got shape '
                          f'{img_bgr.shape}')
@@ -81,12 +124,11 @@ def preprocess(img_bgr: np.ndarray, meta: Dict,
                 else factor
             scale = (int(ori_w * float(fw) + 0.5),
                      int(ori_h * float(fh) + 0.5))
-        kwargs = dict(interpolation=resize.get('interpolation', 'bilinear'),
-                      backend=resize.get('backend', 'cv2'))
-        if resize.get('keep_ratio'):
-            img = mmcv.imrescale(img, scale, **kwargs)
-        else:
-            img = mmcv.imresize(img, scale, **kwargs)
+        if resize.get('keep_ratio'):  # mmcv's imrescale: fit in the scale
+            ratio = min(max(scale) / max(ori_h, ori_w),
+                        min(scale) / min(ori_h, ori_w))
+            scale = (int(ori_w * ratio + 0.5), int(ori_h * ratio + 0.5))
+        img = _resize(img, scale, resize)
         new_h, new_w = img.shape[:2]
         w_scale, h_scale = new_w / ori_w, new_h / ori_h
     h, w = img.shape[:2]
@@ -330,7 +372,6 @@ class OnnxDetector:
             ``(k,)``, ``ori_shape``, ``img_shape``, ``scale_factor``.
         """
         if isinstance(img, str):
-            from mmdet_sparse.apis.inference import read_image
             img = read_image(img)
         pre = self.preprocess(img)
         boxes, scores, labels = self.run(pre.image, pre.image_size)

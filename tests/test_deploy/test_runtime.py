@@ -186,3 +186,55 @@ def _pytorch_metrics(cfg, model) -> dict:
             batch = pseudo_collate([dataset[index]])
             evaluator.process(model.test_step(batch), batch)
     return evaluator.evaluate(len(dataset))
+
+
+_NO_TORCH_SCRIPT = r'''
+import importlib.abc, json, sys, types
+BLOCKED = ('torch', 'torchvision', 'mmcv', 'mmdet', 'mmengine')
+
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError(f'{name} is blocked in this test')
+
+
+sys.meta_path.insert(0, Blocker())
+repo, model, image = sys.argv[1:4]
+# mmdet_sparse/__init__.py registers the training modules (torch): a bare
+# package stands in for it, so that only mmdet_sparse.deploy is imported
+pkg = types.ModuleType('mmdet_sparse')
+pkg.__path__ = [repo + '/mmdet_sparse']
+sys.modules['mmdet_sparse'] = pkg
+from mmdet_sparse.deploy import OnnxDetector
+out = OnnxDetector(model, 1)(image)
+assert not any(m.split('.')[0] in BLOCKED for m in sys.modules)
+print(json.dumps({k: out[k].tolist() for k in ('bboxes', 'scores',
+                                               'labels')}))
+'''
+
+
+def test_runtime_runs_without_torch_mmcv_mmdet(shapes, dynamic_onnx):
+    """``OnnxDetector`` with torch, torchvision, mmcv, mmdet and mmengine
+    made unimportable (a ``sys.meta_path`` blocker, in a subprocess): the
+    same detections as in this process."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+    image = _val_images(shapes)[0]
+    proc = subprocess.run(
+        [sys.executable, '-c', _NO_TORCH_SCRIPT, REPO, dynamic_onnx['path'],
+         image], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    want = OnnxDetector(dynamic_onnx['path'], 1)(image)
+    for key in ('bboxes', 'scores', 'labels'):
+        np.testing.assert_array_equal(np.asarray(got[key], want[key].dtype),
+                                      want[key])
+
+
+def test_runtime_interface_matches_export():
+    from mmdet_sparse.deploy import export, runtime
+    assert (runtime.META_KEY, runtime.INPUT_NAMES, runtime.OUTPUT_NAMES) == (
+        export.META_KEY, export.INPUT_NAMES, export.OUTPUT_NAMES)
