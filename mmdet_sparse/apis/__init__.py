@@ -18,7 +18,8 @@ from .vis_stages import visualize_stages
 __all__ = [
     'allow_runner_checkpoints', 'runner_checkpoint_globals',
     'CPUBFloat16OptimWrapper', 'amp_for_device', 'enable_amp',
-    'setup_cpu_distributed', 'COCO_CATEGORY_IDS', 'IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS',
+    'setup_cpu_distributed', 'COCO_CATEGORY_IDS', 'IMAGE_EXTENSIONS',
+    'VIDEO_EXTENSIONS',
     'InferenceInputError', 'InferenceInputs', 'build_inferencer',
     'coco_category_ids', 'collect_inputs', 'default_device',
     'det_sample_to_coco', 'draw', 'incomplete_video_message', 'predict',

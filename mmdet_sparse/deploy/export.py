@@ -31,12 +31,12 @@ import torch
 from mmengine.config import Config
 from torch import Tensor, nn
 
+# The graph's interface (names, metadata key) is the runtime's.
+from .runtime import INPUT_NAMES, META_KEY, OUTPUT_NAMES
+
 # ONNX RoiAlign has ``coordinate_transformation_mode`` ('half_pixel') from
 # opset 16; ONNX Runtime's CPU provider has no RoiAlign kernel at 22-23.
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 16, 21, 18
-META_KEY = 'mmdet_sparse'
-INPUT_NAMES = ('image', 'image_size')
-OUTPUT_NAMES = ('boxes', 'scores', 'labels')
 # Test-pipeline transforms the runtime reproduces; others are refused.
 _IGNORED_TRANSFORMS = ('LoadAnnotations', 'PackDetInputs')
 

@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .export import INPUT_NAMES, META_KEY
+from .runtime import INPUT_NAMES, META_KEY
 
 #: Plain metadata property marking the precision of a quantized file.
 QUANT_KEY = 'quantization'
