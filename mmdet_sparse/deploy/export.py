@@ -107,6 +107,15 @@ class SparseRCNNGraph(nn.Module):
                     f'model.{attr} ({type(part).__name__}) cannot be '
                     f"exported: only mmdet_sparse's {cls.__name__} is "
                     'supported')
+        if getattr(detector.roi_head, 'with_mask', False):
+            raise ExportError(
+                'model.roi_head.mask_head '
+                f'({type(detector.roi_head.mask_head[0]).__name__}) cannot '
+                'be exported: the ONNX graph gives boxes only, and '
+                "QueryInst's masks would be dropped without a word. Export "
+                'the Sparse '
+                'R-CNN config of the same backbone instead, or run QueryInst '
+                'in PyTorch (tools/infer.py)')
         for stage in range(detector.roi_head.num_stages):
             extractor = detector.roi_head._extractor(stage)
             if not isinstance(extractor, SingleRoIExtractor):
@@ -363,13 +372,13 @@ def export_onnx(config, checkpoint: Optional[str], out: str,
         cfg = config if isinstance(config, Config) else \
             Config.fromfile(config)
         model = cpu_float32(model).eval()
+    graph = SparseRCNNGraph(model).eval()  # refuses what it cannot export
     pre = preprocess_meta(cfg)
     div = max(pre['pad_size_divisor'], 1)
     height, width = tuple(img_size) if img_size else default_img_size(pre)
     if height % div or width % div or height <= 0 or width <= 0:
         raise ExportError(f'--img-size {height} {width} must be positive '
                           f'multiples of pad_size_divisor={div}')
-    graph = SparseRCNNGraph(model).eval()
     image = torch.randn(1, 3, height, width,
                         generator=torch.Generator().manual_seed(0))
     image_size = torch.tensor([height, width], dtype=torch.int64)

@@ -1,6 +1,7 @@
 """ONNX export of the whole detector: the graph, its metadata and the
 refusals (opset, module, transform) with errors that name the culprit."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
@@ -115,3 +116,18 @@ class TestExport:
         assert onnx.TensorProto.FLOAT16 not in weights.values()
         ref = trained['model']
         assert cpu_float32(ref) is ref  # float32 on the CPU: no copy
+
+
+def test_queryinst_is_refused_by_name(tmp_path):
+    """The graph gives boxes only: QueryInst's masks are not dropped
+    silently."""
+    from deploy_helpers import REPO
+    from mmdet_sparse.deploy import build_detector
+    cfg = osp.join(REPO, 'configs', 'queryinst',
+                   'queryinst_r18_fpn_shapes_demo.py')
+    model, cfg = build_detector(cfg)
+    out = tmp_path / 'queryinst.onnx'
+    with pytest.raises(ExportError, match=r'model\.roi_head\.mask_head '
+                       r'\(DynamicMaskHead\).*QueryInst'):
+        export_onnx(cfg, None, str(out), model=model)
+    assert not out.exists()
