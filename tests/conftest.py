@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-# Shared helpers (tests/helpers.py) are imported as a top-level module.
+# The test support package (tests/support/) is imported as ``support``.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -32,7 +32,11 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   ``mmdet_sparse.deploy.quantize`` (calibrated on the one random input:
   for speed only).
 * Latency: median of ``--repeats`` timed runs after ``--warmup`` runs
-  (``torch.cuda.synchronize()`` before each clock read on CUDA). Each run
+  (``torch.cuda.synchronize()`` before each clock read on CUDA). With
+  ``--rounds R`` every config is measured R times in fresh processes,
+  interleaved (the configs in order, then reversed, ...), and the medians
+  pool the runs of all rounds; ``round_totals`` in ``benchmark.json`` keeps
+  each round's median, so drift of the machine shows. Each run
   is one prediction (what ``model.predict`` runs) with a clock read between
   its parts: backbone+neck (``model.extract_feat``) and heads (RPN, i.e. the
   learned proposals, and RoI heads). A run's total is the sum of its parts,
@@ -73,15 +77,17 @@ import torch  # noqa: E402
 RESULT_MARK = 'BENCHMARK_RESULT '
 
 
-def run_child(config: str, args: argparse.Namespace) -> dict:
+def run_child(config: str, args: argparse.Namespace,
+              flops: bool = True) -> dict:
     """:func:`~mmdet_sparse.benchmark.measure_config` in a fresh Python
-    process; ``{'error': ...}`` if it fails."""
+    process; ``{'error': ...}`` if it fails. ``flops=False`` skips the
+    FLOP count (rounds after the first)."""
     cmd = [sys.executable, osp.abspath(__file__), config, '--child',
            '--img-size', *map(str, args.img_size), '--warmup',
            str(args.warmup), '--repeats', str(args.repeats), '--device',
            args.device, '--backend', args.backend, '--precision',
            args.precision] + (
-               ['--no-flops'] if args.no_flops else [])
+               ['--no-flops'] if args.no_flops or not flops else [])
     env = dict(os.environ)
     if args.threads:
         cmd += ['--threads', str(args.threads)]
@@ -124,6 +130,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='input size, multiples of 32 (default 800 1216)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='measure every config this many times, '
+                        'interleaved (the list, then reversed, ...), each '
+                        'in a fresh process; medians pool all rounds')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     parser.add_argument('--backend',
                         choices=['pytorch', 'onnxruntime', 'openvino'],
@@ -142,7 +152,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='skip the FLOP count')
     parser.add_argument('--child', action='store_true',
                         help=argparse.SUPPRESS)  # internal: one config
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f'--rounds must be at least 1, got {args.rounds}')
+    return args
 
 
 def main(argv=None) -> int:
@@ -150,7 +163,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # the library imports the package (its registries): not for --help
     from mmdet_sparse.benchmark import (FLOPS_NOTE, load_record,
-                                        measure_config, refresh_published_ap,
+                                        measure_config, merge_rounds,
+                                        refresh_published_ap, round_orders,
                                         write_report)
     if args.from_json:
         with open(args.from_json) as f:
@@ -187,10 +201,16 @@ def main(argv=None) -> int:
                 warmup=args.warmup, repeats=args.repeats,
                 flops_note=FLOPS_NOTE)
     checks = [_load_check('start')]
-    results = []
-    for config in args.configs:
-        print(f'measuring {config} ...', file=sys.stderr, flush=True)
-        results.append(run_child(config, args))
+    measured = {config: [] for config in args.configs}
+    for r, order in enumerate(round_orders(args.configs, args.rounds)):
+        for config in order:
+            which = f' (round {r + 1}/{args.rounds})' if args.rounds > 1 \
+                else ''
+            print(f'measuring {config}{which} ...', file=sys.stderr,
+                  flush=True)
+            measured[config].append(run_child(config, args, flops=r == 0))
+    results = [merge_rounds(measured[c]) for c in args.configs]
+    meta['rounds'] = args.rounds
     checks.append(_load_check('end'))
     meta['load_average'] = load_record(checks)
     print(write_report(results, meta, args.out_dir))

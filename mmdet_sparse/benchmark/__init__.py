@@ -6,7 +6,8 @@
 (:mod:`.report`), and the chart (:mod:`.chart`)."""
 from .chart import label_points, plot
 from .measure import (check_load, count_flops, load_record, measure_config,
-                      predict_in_parts, time_parts, time_runs, usable_cores)
+                      merge_rounds, predict_in_parts, round_orders,
+                      time_parts, time_runs, usable_cores)
 from .model import (backbone_label, build_model, count_params, make_inputs,
                     onnx_runner, run_heads)
 from .published import PUBLISHED_AP, ap_cell, refresh_published_ap
@@ -15,7 +16,8 @@ from .report import (FLOPS_NOTE, MEM_NOTES, format_table, load_lines,
 
 __all__ = [
     'label_points', 'plot', 'check_load', 'count_flops', 'load_record',
-    'measure_config', 'predict_in_parts', 'time_parts', 'time_runs',
+    'measure_config', 'merge_rounds', 'round_orders', 'predict_in_parts',
+    'time_parts', 'time_runs',
     'usable_cores',
     'backbone_label', 'build_model', 'count_params', 'make_inputs',
     'onnx_runner', 'run_heads', 'PUBLISHED_AP', 'ap_cell',

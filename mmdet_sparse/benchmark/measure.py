@@ -238,3 +238,52 @@ def load_record(checks: Sequence[dict]) -> dict:
         record[check['when']] = check['load']
     record['warnings'] = [c['warning'] for c in checks if c['warning']]
     return record
+
+
+# ------------------------------------------------------- interleaved rounds ---
+def round_orders(configs: Sequence[str], rounds: int) -> List[List[str]]:
+    """The order of the configs in each of ``rounds`` interleaved rounds:
+    the given order, then reversed, alternating, so that a slow drift of
+    the machine's speed does not favour the configs measured first."""
+    if rounds < 1:
+        raise ValueError(f'rounds must be at least 1, got {rounds}')
+    return [list(configs) if r % 2 == 0 else list(reversed(configs))
+            for r in range(rounds)]
+
+
+def merge_rounds(measured: Sequence[dict]) -> dict:
+    """One config's results from several rounds (each a
+    :func:`measure_config` result, FLOPs counted in the first) as one.
+
+    The timed runs of all rounds are pooled: ``latency`` holds the medians
+    over all runs and ``round_totals`` the median total of each round (the
+    spread between rounds shows the machine's drift); ``peak_mem_mib`` is
+    the median over the rounds. A round that failed makes the config an
+    error naming that round.
+    """
+    if not measured:
+        raise ValueError('merge_rounds needs at least one result')
+    for i, r in enumerate(measured):
+        if 'error' in r:
+            return dict(r, error=f"round {i + 1}: {r['error']}")
+    merged = dict(measured[0])
+    for r in measured[1:]:
+        if 'flops' not in merged and 'flops' in r:
+            merged['flops'] = r['flops']
+    runs = {part: [t for r in measured for t in r['latency'][key]]
+            for part, key in (('total', 'runs'),
+                              ('backbone_neck', 'runs_backbone_neck'),
+                              ('heads', 'runs_heads'))}
+    median = statistics.median(runs['total'])
+    merged['latency'] = dict(
+        total=median,
+        backbone_neck=statistics.median(runs['backbone_neck']),
+        heads=statistics.median(runs['heads']),
+        runs=runs['total'], runs_backbone_neck=runs['backbone_neck'],
+        runs_heads=runs['heads'],
+        round_totals=[r['latency']['total'] for r in measured])
+    merged['fps'] = 1.0 / median
+    merged['peak_mem_mib'] = statistics.median(
+        r['peak_mem_mib'] for r in measured)
+    merged['rounds'] = len(measured)
+    return merged

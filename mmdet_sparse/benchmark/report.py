@@ -36,6 +36,16 @@ def load_lines(load: Optional[dict]) -> List[str]:
                 f'- warning: {w}' for w in load.get('warnings', [])]
 
 
+def _runs_phrase(meta: dict) -> str:
+    """How many timed runs each median pools: ``repeats`` per round, over
+    ``rounds`` interleaved rounds (one round for reports without it)."""
+    rounds = int(meta.get('rounds', 1))
+    if rounds == 1:
+        return f"{meta['repeats']} runs"
+    return (f"{meta['repeats'] * rounds} runs ({meta['repeats']} in each of "
+            f"{rounds} interleaved rounds, each in a fresh process)")
+
+
 def format_table(results: Sequence[dict], meta: dict) -> str:
     """Markdown report: header lines, main table, breakdown, notes."""
     lines = ["# Sparse R-CNN benchmark",
@@ -45,7 +55,7 @@ def format_table(results: Sequence[dict], meta: dict) -> str:
              f"- torch: {meta['torch']}",
              f"- input: 1x3x{meta['img_size'][0]}x{meta['img_size'][1]} "
              f"(batch 1), warm-up {meta['warmup']}, median of "
-             f"{meta['repeats']} runs",
+             + _runs_phrase(meta),
              *load_lines(meta.get('load_average')),
              '',
              '| config | backbone | proposals | params (M) | GFLOPs | '

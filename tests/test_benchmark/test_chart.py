@@ -2,7 +2,7 @@
 import tempfile
 from unittest import TestCase
 
-from benchmark_fakes import fake_result
+from support.benchmark_fakes import fake_result
 
 from mmdet_sparse.benchmark import PUBLISHED_AP, plot
 

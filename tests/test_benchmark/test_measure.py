@@ -7,12 +7,13 @@ from unittest import TestCase, mock
 
 import pytest
 import torch
-from benchmark_fakes import REPO
+from support.benchmark_fakes import REPO, fake_result
 
 import mmdet_sparse.benchmark.measure as measure_module
 from mmdet_sparse.benchmark import (build_model, check_load, load_record,
                                     make_inputs, measure_config,
-                                    predict_in_parts, time_parts)
+                                    merge_rounds, predict_in_parts,
+                                    round_orders, time_parts)
 
 CONFIG = osp.join(REPO, 'configs', 'sparse_rcnn_r50_fpn_1x_coco.py')
 
@@ -127,3 +128,44 @@ class TestMeasure(TestCase):
         self.assertIsNone(unknown['warning'])
         self.assertEqual(load_record([check, unknown]),
                          dict(cores=4, start=4.0, end=None, warnings=[]))
+
+
+class TestRounds(TestCase):
+    """``round_orders`` and ``merge_rounds``: the interleaved rounds of
+    ``tools/benchmark.py --rounds``."""
+
+    def test_orders_alternate(self):
+        assert round_orders(['a', 'b', 'c'], 3) == [
+            ['a', 'b', 'c'], ['c', 'b', 'a'], ['a', 'b', 'c']]
+        assert round_orders(['a'], 1) == [['a']]
+        with pytest.raises(ValueError, match='at least 1'):
+            round_orders(['a'], 0)
+
+    def test_merge_pools_runs(self):
+        rounds = [fake_result('m', 10, 1.0, ms) for ms in (100, 400, 200)]
+        rounds[0]['latency']['runs'] = [0.1, 0.11]
+        rounds[0]['latency']['runs_backbone_neck'] = [0.05, 0.06]
+        rounds[0]['latency']['runs_heads'] = [0.05, 0.05]
+        rounds[1]['peak_mem_mib'] = 300.0
+        for r in rounds[1:]:
+            del r['flops']
+        merged = merge_rounds(rounds)
+        latency = merged['latency']
+        assert latency['runs'] == [0.1, 0.11, 0.4, 0.2]
+        assert latency['total'] == pytest.approx(0.155)
+        assert latency['backbone_neck'] == pytest.approx(0.08)
+        assert latency['round_totals'] == [0.1, 0.4, 0.2]
+        assert merged['fps'] == pytest.approx(1 / 0.155)
+        assert merged['peak_mem_mib'] == 123.0  # median over rounds
+        assert merged['flops'] == rounds[0]['flops']
+        assert merged['rounds'] == 3
+        # the inputs are left as they were
+        assert rounds[0]['latency']['runs'] == [0.1, 0.11]
+
+    def test_a_failed_round_fails_the_config(self):
+        rounds = [fake_result('m', 10, 1.0, 100),
+                  dict(config='m', error='RuntimeError: boom')]
+        merged = merge_rounds(rounds)
+        assert merged['error'] == 'round 2: RuntimeError: boom'
+        with pytest.raises(ValueError):
+            merge_rounds([])

@@ -3,7 +3,7 @@ import os.path as osp
 from unittest import TestCase
 
 import torch
-from benchmark_fakes import REPO
+from support.benchmark_fakes import REPO
 
 from mmdet_sparse.benchmark import (backbone_label, build_model,
                                     count_params, make_inputs)

@@ -2,7 +2,7 @@
 import os.path as osp
 from unittest import TestCase
 
-from benchmark_fakes import REPO
+from support.benchmark_fakes import REPO
 
 from mmdet_sparse.benchmark import PUBLISHED_AP, ap_cell, refresh_published_ap
 

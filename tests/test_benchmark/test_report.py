@@ -6,7 +6,7 @@ from pathlib import Path
 from unittest import TestCase
 
 import torch
-from benchmark_fakes import fake_result
+from support.benchmark_fakes import fake_result
 
 from mmdet_sparse.benchmark import format_table, pareto_front, write_report
 

@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import CONFIG_DIR, REPO
+from support.helpers import CONFIG_DIR, REPO
 from mmengine.config import Config
 
 ABLATIONS = osp.join(CONFIG_DIR, 'ablations')

@@ -9,7 +9,7 @@ import numpy as np
 from mmengine.config import Config
 from PIL import Image
 
-from helpers import CONFIG_DIR
+from support.helpers import CONFIG_DIR
 from mmdet_sparse.registry import TRANSFORMS
 
 ZOO = {

@@ -5,7 +5,7 @@ from unittest import TestCase
 
 from mmengine.config import Config
 
-from helpers import CONFIG_DIR, build_in_scope
+from support.helpers import CONFIG_DIR, build_in_scope
 from mmdet_sparse.registry import MODELS
 
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, '*.py')))

@@ -10,7 +10,7 @@ from unittest import TestCase
 
 import numpy as np
 import torch
-from helpers import CONFIG_DIR
+from support.helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.runner import Runner
 

@@ -11,7 +11,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmdet.testing import demo_mm_inputs
 
-from helpers import CONFIG_DIR, MMDET_QUERYINST_DIR, build_in_scope
+from support.helpers import CONFIG_DIR, MMDET_QUERYINST_DIR, build_in_scope
 from mmdet_sparse.registry import MODELS
 
 QUERYINST_DIR = os.path.join(CONFIG_DIR, 'queryinst')

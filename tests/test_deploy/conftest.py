@@ -4,7 +4,7 @@ iterations on it, its checkpoint, and the checkpoint's ``--dynamic`` export
 through ``tools/deployment/export_onnx.py``."""
 import pytest
 import torch
-from deploy_helpers import demo_config, load_tool, train_briefly
+from support.deploy_helpers import demo_config, load_tool, train_briefly
 
 
 @pytest.fixture(scope='session')

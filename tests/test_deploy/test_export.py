@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from deploy_helpers import load_tool
+from support.deploy_helpers import load_tool
 from torch import nn
 
 from mmdet_sparse.deploy import ExportError, export_onnx, preprocess_meta
@@ -121,7 +121,7 @@ class TestExport:
 def test_queryinst_is_refused_by_name(tmp_path):
     """The graph gives boxes only: QueryInst's masks are not dropped
     silently."""
-    from deploy_helpers import REPO
+    from support.deploy_helpers import REPO
     from mmdet_sparse.deploy import build_detector
     cfg = osp.join(REPO, 'configs', 'queryinst',
                    'queryinst_r18_fpn_shapes_demo.py')

@@ -6,7 +6,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import REPO
+from support.deploy_helpers import REPO
 from mmengine.config import Config
 
 from mmdet_sparse.deploy import (build_detector,

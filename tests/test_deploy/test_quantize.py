@@ -7,7 +7,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from deploy_helpers import load_tool
+from support.deploy_helpers import load_tool
 
 from mmdet_sparse.deploy import OnnxDetector, runtime
 from mmdet_sparse.deploy.quantize import QuantizeError

@@ -7,7 +7,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import load_tool
+from support.deploy_helpers import load_tool
 from mmengine.registry import DefaultScope
 
 from mmdet_sparse.deploy import (BACKENDS, OnnxDetector, compare_detections,
@@ -219,7 +219,7 @@ def test_runtime_runs_without_torch_mmcv_mmdet(shapes, dynamic_onnx):
     import subprocess
     import sys
 
-    from helpers import REPO
+    from support.helpers import REPO
     image = _val_images(shapes)[0]
     proc = subprocess.run(
         [sys.executable, '-c', _NO_TORCH_SCRIPT, REPO, dynamic_onnx['path'],

@@ -17,12 +17,12 @@ from unittest import TestCase
 
 import numpy as np
 import torch
-from helpers import REPO
+from support.helpers import REPO
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner, load_checkpoint
-from pickle_ops import (Pickle, array_state, dtype, history_buffer,
-                        write_checkpoint)
+from support.pickle_ops import (Pickle, array_state, dtype, history_buffer,
+                                write_checkpoint)
 
 import mmdet_sparse  # noqa: F401  (allow-lists the Runner's globals)
 from mmdet_sparse.datasets import ensure_shapes_dataset

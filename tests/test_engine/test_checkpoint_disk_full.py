@@ -16,8 +16,8 @@ from unittest import TestCase, mock
 import torch
 from mmengine.fileio import LocalBackend
 from test_checkpoint_hook import _last, _load, _temp_files
-from tool_runs import run_two_ranks
-from toy_runner import toy_runner
+from support.tool_runs import run_two_ranks
+from support.toy_runner import toy_runner
 
 from mmdet_sparse.engine import AtomicCheckpointHook
 from mmdet_sparse.engine import checkpoint_hook
@@ -33,7 +33,7 @@ import errno, json, os, os.path as osp, shutil, sys
 from unittest import mock
 import torch.distributed as dist
 from mmengine.fileio import LocalBackend
-from toy_runner import toy_runner
+from support.toy_runner import toy_runner
 
 tmp, result = sys.argv[1:]
 dist.init_process_group('gloo')

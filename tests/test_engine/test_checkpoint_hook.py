@@ -14,11 +14,12 @@ from unittest import TestCase, mock
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
-from tool_runs import TESTS, iteration_run, loss_records, losses, run_tool
-from toy_runner import toy_runner
+from support.tool_runs import (TESTS, iteration_run, loss_records, losses,
+                               run_tool)
+from support.toy_runner import toy_runner
 
-from helpers import CONFIG_DIR
-from kill_points import KINDS
+from support.helpers import CONFIG_DIR
+from support.kill_points import KINDS
 from mmdet_sparse.engine import AtomicCheckpointHook
 from mmdet_sparse.engine.checkpoint_hook import TEMP_SUFFIX
 from mmdet_sparse.registry import HOOKS
@@ -217,7 +218,8 @@ class TestKilledWhileSaving(TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             work_dir = osp.join(tmp, 'work')
             result = osp.join(tmp, 'result.json')
-            run_tool([sys.executable, osp.join(TESTS, 'kill_driver.py'),
+            run_tool([sys.executable,
+                      osp.join(TESTS, 'support', 'kill_driver.py'),
                       _kill_config(tmp, ref_config), work_dir, result,
                       *plan],
                      env=dict(CKPT_KILL_LOG=osp.join(tmp, 'kills.log')))
@@ -270,7 +272,8 @@ def _kill_config(tmp, base):
     path = osp.join(tmp, 'kill.py')
     with open(path, 'w') as f:
         f.write(f"_base_ = '{base}'\n"
-                "custom_imports = dict(imports=['mmdet_sparse', 'e2e_hooks', "
-                "'kill_points'], allow_failed_imports=False)\n"
+                "custom_imports = dict(imports=['mmdet_sparse', "
+                "'support.e2e_hooks', 'support.kill_points'], "
+                "allow_failed_imports=False)\n"
                 'default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))\n')
     return path

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from unittest import TestCase
 
 import torch.nn as nn
-import tool_runs
-from helpers import CONFIG_DIR
+from support import tool_runs
+from support.helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger

@@ -12,7 +12,7 @@ import torch
 
 from mmdet_sparse.engine import hooks
 from mmdet_sparse.engine.hooks import RNGStateHook
-from tool_runs import run_two_ranks
+from support.tool_runs import run_two_ranks
 
 # One rank of a 2-process gloo run: train one epoch after rank-dependent
 # draws (so the ranks' states differ), save, then resume in a new Runner;
@@ -20,7 +20,7 @@ from tool_runs import run_two_ranks
 DIST_WORKER = r'''
 import json, os.path as osp, sys
 import torch, torch.distributed as dist
-from toy_runner import toy_runner
+from support.toy_runner import toy_runner
 
 tmp = sys.argv[1]
 dist.init_process_group('gloo')

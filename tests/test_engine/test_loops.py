@@ -8,11 +8,11 @@ from unittest import TestCase
 
 import torch
 from mmengine.config import Config
-from tool_runs import iteration_run, loss_records, losses, run_tool
-from tool_runs import train_command
-from toy_runner import ToyPoints, toy_runner
+from support.tool_runs import iteration_run, loss_records, losses, run_tool
+from support.tool_runs import train_command
+from support.toy_runner import ToyPoints, toy_runner
 
-from helpers import CONFIG_DIR
+from support.helpers import CONFIG_DIR
 from mmdet_sparse.engine import ResumableEpochBasedTrainLoop
 from mmdet_sparse.engine.loops import POSITION_KEY
 from mmdet_sparse.registry import LOOPS

@@ -23,7 +23,7 @@ import torchvision
 from mmengine.model import BaseModule
 from mmengine.runner import CheckpointLoader, load_checkpoint
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from pickle_ops import Pickle, write_checkpoint
+from support.pickle_ops import Pickle, write_checkpoint
 
 import mmdet_sparse  # noqa: F401  (installs the URL loaders)
 from mmdet_sparse.engine import url_weights

@@ -14,9 +14,9 @@ from unittest import TestCase, mock
 
 import torch
 
-from helpers import (add_masks, build_in_scope, data_samples, fpn_features,
-                     head_pair, max_rel_diff, mmdet_queryinst_config,
-                     our_queryinst_config)
+from support.helpers import (add_masks, build_in_scope, data_samples,
+                              fpn_features, head_pair, max_rel_diff,
+                              mmdet_queryinst_config, our_queryinst_config)
 from mmdet.models.roi_heads.mask_heads import fcn_mask_head
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.testing import demo_mm_inputs

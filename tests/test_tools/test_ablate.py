@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO
-from tool_runs import run_tool
+from support.helpers import REPO
+from support.tool_runs import run_tool
 
 DEMO = osp.join(REPO, 'configs', 'ablations', 'demo')
 

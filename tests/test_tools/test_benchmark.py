@@ -11,23 +11,11 @@ from unittest import mock
 import pytest
 import torch
 
+from support.benchmark_fakes import REPO, fake_result
+
 from mmdet_sparse.benchmark import write_report
 
 
-def _load_fakes():
-    """tests/test_benchmark/benchmark_fakes.py (a module of that name
-    here would clash with this file's own module name)."""
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                    'test_benchmark', 'benchmark_fakes.py')
-    spec = importlib.util.spec_from_file_location('benchmark_fakes', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_FAKES = _load_fakes()
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _load_tool():
@@ -44,7 +32,7 @@ def tool():
 
 
 def _fake(name, params=106_000_000, gflops=150.0, ms=500.0):
-    return _FAKES.fake_result(name, params, gflops, ms)
+    return fake_result(name, params, gflops, ms)
 
 
 def test_from_json_redraws_the_report(tool, tmp_path):
@@ -66,7 +54,7 @@ def test_from_json_redraws_the_report(tool, tmp_path):
 def test_measurement_warns_about_load(tool, tmp_path, capsys):
     children = []
 
-    def child(config, args):
+    def child(config, args, flops=True):
         children.append((config, args.img_size, args.threads))
         return _fake('sparse_rcnn_r50_fpn_3x_coco')
 
@@ -98,6 +86,41 @@ def test_measurement_warns_about_load(tool, tmp_path, capsys):
     assert '- load average (1 min): 7.50 at the start, 9.00 at the end of ' \
         'the measurements; 2 usable cores' in md
     assert '| sparse_rcnn_r50_fpn_3x_coco | ResNet-50 | 100 |' in md
+
+
+def test_rounds_are_interleaved_and_pooled(tool, tmp_path, capsys):
+    """``--rounds 3``: a fresh child per config and round, in the order
+    given, reversed, given; FLOPs counted in the first round only; the
+    report's medians pool the runs of all rounds."""
+    calls = []
+    ms = {'a.py': [100.0, 300.0, 200.0], 'b.py': [50.0, 40.0, 60.0]}
+
+    def child(config, args, flops=True):
+        calls.append((config, flops))
+        result = _fake(config[:-3], ms=ms[config].pop(0))
+        if not flops:
+            del result['flops']
+        return result
+
+    with mock.patch.object(tool, 'run_child', child):
+        assert tool.main(['a.py', 'b.py', '--rounds', '3', '--out-dir',
+                          str(tmp_path)]) == 0
+    assert calls == [('a.py', True), ('b.py', True), ('b.py', False),
+                     ('a.py', False), ('a.py', False), ('b.py', False)]
+    err = capsys.readouterr().err
+    assert 'measuring b.py (round 2/3) ...' in err
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert data['meta']['rounds'] == 3
+    a, b = data['results']
+    assert a['latency']['round_totals'] == [0.1, 0.3, 0.2]
+    assert a['latency']['total'] == pytest.approx(0.2)
+    assert b['latency']['total'] == pytest.approx(0.05)
+    assert a['rounds'] == 3 and 'flops' in a
+    md = (tmp_path / 'benchmark.md').read_text()
+    assert 'median of 9 runs (3 in each of 3 interleaved rounds' in md
+    with pytest.raises(SystemExit):
+        tool.main(['a.py', '--rounds', '0'])
+    assert '--rounds must be at least 1, got 0' in capsys.readouterr().err
 
 
 def test_options(tool):

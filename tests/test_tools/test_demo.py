@@ -7,7 +7,7 @@ import os.path as osp
 import tempfile
 from unittest import TestCase
 
-from helpers import CONFIG_DIR, REPO
+from support.helpers import CONFIG_DIR, REPO
 from mmengine.config import Config
 
 

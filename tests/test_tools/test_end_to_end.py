@@ -8,11 +8,11 @@ import tempfile
 from unittest import TestCase
 
 import torch
-from helpers import REPO
+from support.helpers import REPO
 from mmengine.config import Config
-from tool_runs import losses as _losses
-from tool_runs import run_tool as _run
-from tool_runs import train_command, write_config
+from support.tool_runs import losses as _losses
+from support.tool_runs import run_tool as _run
+from support.tool_runs import train_command, write_config
 from mmengine.hooks import EMAHook
 
 from mmdet_sparse.apis import train_then_test

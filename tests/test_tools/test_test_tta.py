@@ -9,7 +9,7 @@ import uuid
 import warnings
 from unittest import TestCase, mock
 
-from helpers import REPO
+from support.helpers import REPO
 from mmengine.config import Config
 from mmengine.runner import Runner
 

@@ -12,11 +12,11 @@ import tempfile
 from unittest import TestCase
 
 import numpy as np
-from helpers import REPO
+from support.helpers import REPO
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
-from tool_runs import write_config
+from support.tool_runs import write_config
 
 from mmdet_sparse.apis import (InferenceInputError, build_inferencer,
                                predict, read_image, visualize_stages)

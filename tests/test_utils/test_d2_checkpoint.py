@@ -22,7 +22,7 @@ from unittest import TestCase
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO, build_in_scope, data_samples
+from support.helpers import REPO, build_in_scope, data_samples
 from mmengine.config import Config
 from mmdet_sparse.registry import MODELS
 from mmdet_sparse.utils.d2_checkpoint import (CheckpointConversionError,

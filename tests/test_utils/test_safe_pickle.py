@@ -5,7 +5,7 @@ from collections import OrderedDict
 from unittest import TestCase
 
 import numpy as np
-from pickle_ops import Pickle, array_state
+from support.pickle_ops import Pickle, array_state
 
 from mmdet_sparse.utils.safe_pickle import UnsafePickleError, load_numpy_pickle
 

@@ -2,7 +2,7 @@ from unittest import TestCase
 
 import torch
 
-from helpers import data_samples, fpn_features
+from support.helpers import data_samples, fpn_features
 from mmdet_sparse.models import EmbeddingRPNHead
 
 

@@ -4,9 +4,10 @@ from unittest import TestCase
 
 import torch
 
-from helpers import (add_masks, build_heads, build_in_scope, data_samples,
-                     fpn_features, max_rel_diff, mmdet_queryinst_config,
-                     narrow_queryinst, our_config, our_queryinst_config)
+from support.helpers import (add_masks, build_heads, build_in_scope,
+                              data_samples, fpn_features, max_rel_diff,
+                              mmdet_queryinst_config, narrow_queryinst,
+                              our_config, our_queryinst_config)
 from mmdet.registry import MODELS as MMDET_MODELS
 
 CHANNELS = 32

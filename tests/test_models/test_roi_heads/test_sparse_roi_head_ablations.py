@@ -5,7 +5,8 @@ from unittest import TestCase
 
 import torch
 
-from helpers import build_in_scope, data_samples, fpn_features, our_config
+from support.helpers import (build_in_scope, data_samples, fpn_features,
+                              our_config)
 
 C = 32
 SHAPES = [(64, 96), (80, 64)]

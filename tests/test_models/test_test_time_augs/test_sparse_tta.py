@@ -4,7 +4,7 @@ import os.path as osp
 from unittest import TestCase
 
 import torch
-from helpers import CONFIG_DIR
+from support.helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData

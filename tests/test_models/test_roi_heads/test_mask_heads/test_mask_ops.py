@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from mmengine.config import ConfigDict
 
-from helpers import ellipse_masks
+from support.helpers import ellipse_masks
 from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
 from mmdet.structures.mask import PolygonMasks, mask_target
 from mmdet_sparse.models.roi_heads.mask_heads import (mask_ops,

@@ -2,7 +2,8 @@
 and again, each run SIGKILLed at a planned point of checkpoint saving
 (``kill_points.py``), then once more to the end.
 
-    python tests/kill_driver.py CONFIG WORK_DIR RESULT_JSON SPEC [SPEC ...]
+    python tests/support/kill_driver.py CONFIG WORK_DIR RESULT_JSON \
+        SPEC [SPEC ...]
 
 Each run is a child forked from this process after it imported
 ``tools/train.py`` (saving the interpreter start and imports, seconds per
@@ -18,7 +19,7 @@ import os.path as osp
 import sys
 import traceback
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _import_train():

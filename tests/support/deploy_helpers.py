@@ -4,7 +4,7 @@ import importlib.util
 import os.path as osp
 
 import torch
-from helpers import REPO
+from support.helpers import REPO
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 

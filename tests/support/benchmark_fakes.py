@@ -18,7 +18,8 @@ def fake_result(name: str, params: int, gflops: float, ms: float) -> dict:
         flops=dict(total=gflops * 1e9, backbone_neck=gflops * 6e8,
                    heads=gflops * 4e8, heads_by_op={}),
         latency=dict(total=ms / 1e3, backbone_neck=ms / 2e3,
-                     heads=ms / 2e3, runs=[ms / 1e3]),
+                     heads=ms / 2e3, runs=[ms / 1e3],
+                     runs_backbone_neck=[ms / 2e3], runs_heads=[ms / 2e3]),
         fps=1e3 / ms, peak_mem_mib=123.0, peak_mem_kind='cpu_rss_growth')
     if name in PUBLISHED_AP:
         result['published_ap'] = dict(PUBLISHED_AP[name])

@@ -16,7 +16,8 @@ from mmdet.structures.mask import BitmapMasks
 import mmdet_sparse
 from mmdet_sparse.registry import MODELS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO, 'configs')
 MMDET_CONFIG_DIR = os.path.join(
     os.path.dirname(mmdet.__file__), '.mim', 'configs', 'sparse_rcnn')

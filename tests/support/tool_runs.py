@@ -11,17 +11,17 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
-from helpers import REPO
+from support.helpers import REPO
 
 from mmdet_sparse.datasets import ensure_shapes_dataset
 
-TESTS = osp.dirname(osp.abspath(__file__))
+TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Temporary folders that live as long as the test process.
 _KEEP: list = []
 
 CONFIG = """
 _base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
-custom_imports = dict(imports=['mmdet_sparse', 'e2e_hooks'],
+custom_imports = dict(imports=['mmdet_sparse', 'support.e2e_hooks'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='FirstLossDumpHook')]
 data_root = '{data}/'
