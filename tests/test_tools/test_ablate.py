@@ -115,3 +115,48 @@ def test_one_epoch_on_a_handful_of_images(tmp_path):
     assert float(boxes[:, 2:].max()) < 0.9
     logs = list((work / 't6_dataset' / 'seed0').glob('*/*.log'))
     assert any('DatasetProposalInitHook' in p.read_text() for p in logs)
+
+
+def test_fingerprint_tells_equal_trainings_apart(tmp_path):
+    """Row files that restate defaults train the same model; a switch, a
+    hook or a training setting makes another fingerprint."""
+    tool = _tool()
+
+    def fp(name):
+        return tool.training_fingerprint(osp.join(DEMO, name + '.py'))
+
+    grid = fp('t6_grid')
+    assert fp('t3_dynamic_head') == fp('t8_stages_3') == grid
+    others = [fp(n) for n in ('t4_plain_cascade', 't10_pos_encoding',
+                              't3_static_head', 't8_stages_2', 't6_image',
+                              't6_dataset')]
+    assert len({grid, *others}) == 7
+    lr = tmp_path / 'lr.py'
+    lr.write_text(f"_base_ = '{osp.join(DEMO, 't6_grid.py')}'\n"
+                  'optim_wrapper = dict(optimizer=dict(lr=1e-5))\n')
+    assert tool.training_fingerprint(str(lr)) != grid
+
+
+def test_rows_that_train_the_same_share_one_run(tmp_path):
+    tool = _tool()
+    configs = [osp.join(DEMO, n + '.py')
+               for n in ('t6_grid', 't3_dynamic_head', 't4_plain_cascade')]
+    work = str(tmp_path / 'work')
+    train = _FakeTrain()
+    rows = tool.run(configs, [0, 1], 2, 'data', work, train=train)
+    assert train.calls == [('t6_grid.py', 0), ('t6_grid.py', 1),
+                           ('t4_plain_cascade.py', 0),
+                           ('t4_plain_cascade.py', 1)]
+    shared = [r for r in rows if r['variant'] == 't3_dynamic_head']
+    assert [r['same_as'] for r in shared] == ['t6_grid', 't6_grid']
+    grid = [r for r in rows if r['variant'] == 't6_grid']
+    assert [r['metrics'] for r in shared] == [r['metrics'] for r in grid]
+    # Another budget is not shared.
+    again = _FakeTrain()
+    tool.run(configs[1:2], [0], 3, 'data', work, train=again)
+    assert again.calls == [('t3_dynamic_head.py', 0)]
+    table = tool.write_table(tool.load_results(osp.join(work,
+                                                        'results.json')),
+                             str(tmp_path / 'table.md'))
+    assert '| t3_dynamic_head (= t6_grid) | T3 + dynamic head | 2 | 0 1 |' \
+        in table

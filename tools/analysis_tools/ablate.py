@@ -8,13 +8,20 @@ Every (variant, seed) is trained for ``--epochs`` epochs (as
 ``tools/demo.py`` trains) and its final weights evaluated on the val set.
 Each finished row is appended to ``WORK_DIR/results.json`` at once (written
 to a temporary file, then renamed), so nothing measured is lost; a rerun
-skips the rows already there (same config, seed and epochs). At the end
+skips the rows already there (same config, seed and epochs). Rows of
+different files that train the same thing (the same model behaviour and
+the same training settings, see :func:`training_fingerprint`; e.g. Table
+3's dynamic head, Table 8's 3 stages and Table 6's grid start on the demo)
+are trained once per seed and share the result (``same_as`` names the row
+that trained). At the end
 ``WORK_DIR/ablation.md`` holds the table (box AP mean and spread over seeds
 next to the paper's R50-FPN 3x COCO AP) and ``WORK_DIR/ablation.png`` the
 chart. ``--report-only`` only rewrites the table and chart.
 """
 import argparse
+import hashlib
 import json
+import logging
 import os
 import os.path as osp
 import statistics
@@ -91,6 +98,74 @@ def row_key(row: Dict) -> tuple:
     return (config, int(row['seed']), int(row['epochs']))
 
 
+def training_fingerprint(config: str) -> str:
+    """What a row trains, as a short hash: two configs with the same
+    fingerprint train the same model in the same way.
+
+    The training settings are everything in the config but ``model`` (and
+    the switch files' ``ablation_model``), compared as written. The model
+    is compared by behaviour, because a switch that restates a default
+    (``feature_reuse=True``) changes the dict but not the model: it is
+    built with seed 0 and its parameters (names, shapes, sums) and its
+    losses on a fixed 2-image batch are hashed.
+    """
+    import torch
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(config)
+    settings = cfg.to_dict()
+    settings.pop('model')
+    settings.pop('ablation_model', None)
+    digest = hashlib.sha256(
+        json.dumps(settings, sort_keys=True, default=repr).encode())
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # not the per-parameter init report
+    fork = torch.random.fork_rng()
+    try:
+        with fork, DefaultScope.overwrite_default_scope('mmdet_sparse'):
+            model, losses = _probe(cfg.model)
+    finally:
+        logger.setLevel(level)
+    for name, tensor in model.state_dict().items():
+        digest.update(f'{name}{tuple(tensor.shape)}'
+                      f'{float(tensor.double().sum()):.6g}'.encode())
+    for name in sorted(losses):
+        value = losses[name]
+        value = sum(value) if isinstance(value, (list, tuple)) else value
+        digest.update(f'{name}={float(value.detach()):.6g}'.encode())
+    return digest.hexdigest()[:16]
+
+
+def _probe(model_cfg) -> tuple:
+    """The model of ``model_cfg`` built and initialised from the current
+    seed, and its training losses on a fixed batch of two 64x64 images
+    with two boxes each."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    from mmdet_sparse.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand(2, 3, 64, 64, generator=generator)
+    samples = []
+    for i in range(2):
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(64, 64), pad_shape=(64, 64), ori_shape=(64, 64),
+            scale_factor=(1.0, 1.0), batch_input_shape=(64, 64)))
+        xy = torch.tensor([[4.0, 6.0], [20.0, 30.0]]) + i
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + torch.tensor([24.0, 18.0])], 1),
+            labels=torch.tensor([0, 1 + i]))
+        samples.append(sample)
+    return model, model.loss(inputs, samples)
+
+
 def load_results(path: str) -> List[Dict]:
     if not osp.isfile(path):
         return []
@@ -145,6 +220,14 @@ def run(configs: Sequence[str], seeds: Sequence[int], epochs: int,
     """Train every (config, seed) not yet in ``work_dir/results.json``."""
     results = osp.join(work_dir, 'results.json')
     done = {row_key(row) for row in load_results(results)}
+    fingerprints: Dict[str, str] = {}
+
+    def fingerprint_of(path: str) -> Optional[str]:
+        path = osp.normpath(osp.join(REPO, path))
+        if path not in fingerprints and osp.isfile(path):
+            fingerprints[path] = training_fingerprint(path)
+        return fingerprints.get(path)
+
     for config in configs:
         for seed in seeds:
             row = dict(variant=variant_name(config),
@@ -152,6 +235,21 @@ def run(configs: Sequence[str], seeds: Sequence[int], epochs: int,
                        seed=seed, epochs=epochs)
             if row_key(row) in done:
                 print(f'[ablate] skip {row["variant"]} seed {seed}: done')
+                continue
+            row['fingerprint'] = fingerprint_of(row['config'])
+            twin = next(
+                (r for r in load_results(results)
+                 if 'same_as' not in r and r['seed'] == seed
+                 and r['epochs'] == epochs
+                 and r.get('fingerprint', fingerprint_of(r['config']))
+                 == row['fingerprint']), None)
+            if twin is not None:
+                row.update(metrics=dict(twin['metrics']), minutes=0.0,
+                           same_as=twin['variant'])
+                append_result(results, row)
+                print(f"[ablate] {row['variant']} seed {seed}: trains the "
+                      f"same as {twin['variant']}, result shared",
+                      flush=True)
                 continue
             start = time.time()
             out = osp.join(work_dir, row['variant'], f'seed{seed}')
@@ -173,7 +271,9 @@ def summarize(rows: List[Dict]) -> List[Dict]:
     table = []
     for (variant, config, epochs), group in groups.items():
         entry = dict(variant=variant, config=config, epochs=epochs,
-                     seeds=sorted(r['seed'] for r in group))
+                     seeds=sorted(r['seed'] for r in group),
+                     same_as=sorted({r['same_as'] for r in group
+                                     if 'same_as' in r}))
         for metric in METRICS:
             values = [100 * r['metrics'][metric] for r in group
                       if metric in r['metrics']]
@@ -201,13 +301,16 @@ def write_table(rows: List[Dict], path: str) -> str:
     for e in summarize(rows):
         caption, *paper = PAPER.get(e['variant'], ('-', None, None, None))
         paper = ['-' if v is None else f'{v:.1f}' for v in paper]
+        name = e['variant'] + (f" (= {', '.join(e['same_as'])})"
+                               if e['same_as'] else '')
         lines.append(
-            f"| {e['variant']} | {caption} | {e['epochs']} | "
+            f"| {name} | {caption} | {e['epochs']} | "
             f"{' '.join(map(str, e['seeds']))} | {_fmt(e['mAP'])} | "
             f"{_fmt(e['mAP_50'])} | {_fmt(e['mAP_75'])} | "
             + ' | '.join(paper) + ' |')
     text = ('Box AP (x100) on the shapes val set: mean ± std over seeds; '
-            "the paper's numbers are R50-FPN 3x on COCO val.\n\n" +
+            "the paper's numbers are R50-FPN 3x on COCO val; (= row): "
+            'the same training as that row, result shared.\n\n' +
             '\n'.join(lines) + '\n')
     with open(path, 'w') as f:
         f.write(text)
