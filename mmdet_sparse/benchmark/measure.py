@@ -240,7 +240,7 @@ def load_record(checks: Sequence[dict]) -> dict:
     return record
 
 
-# ------------------------------------------------------- interleaved rounds ---
+# ------------------------------------------------------ interleaved rounds ---
 def round_orders(configs: Sequence[str], rounds: int) -> List[List[str]]:
     """The order of the configs in each of ``rounds`` interleaved rounds:
     the given order, then reversed, alternating, so that a slow drift of
