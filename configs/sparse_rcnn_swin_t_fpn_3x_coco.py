@@ -2,16 +2,9 @@
 # proposals, multi-scale 3x schedule.
 _base_ = ['./sparse_rcnn_r50_fpn_3x_coco.py', './_base_/models/swin_t.py']
 
-# Local ImageNet-1k Swin-T weights (official release file, converted on load);
-# edit the path.
-# To train from scratch pass `--cfg-options model.backbone.init_cfg=None`;
-# setting `pretrained` to None instead stops init_weights with a TypeError.
-pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+# The ImageNet-1k weights are read from the local file the base names.
 model = dict(
-    backbone=dict(
-        _base_.swin_t_backbone,
-        _delete_=True,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    backbone=dict(_base_.swin_t_backbone, _delete_=True),
     neck=dict(in_channels=_base_.swin_t_out_channels))
 
 # Base AdamW; no weight decay on Swin's position tables and norms.

@@ -2,6 +2,7 @@
 import copy
 import os
 from typing import List, Sequence, Tuple
+from unittest import TestCase
 
 import numpy as np
 import torch
@@ -202,3 +203,20 @@ def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach().double(), b.detach().double()
     scale = b.abs().max().clamp(min=1e-12)
     return ((a - b).abs().max() / scale).item()
+
+
+class OneThreadTestCase(TestCase):
+    """Runs its tests on one CPU thread (restored afterwards): on a shared
+    machine, waiting for busy cores costs more than a second thread gains
+    on tiny tensors."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    @classmethod
+    def tearDownClass(cls):
+        torch.set_num_threads(cls._threads)
+        super().tearDownClass()

@@ -3,7 +3,6 @@ package's heads, and each changes only what QueryInst adds to the Sparse
 R-CNN config it extends."""
 import glob
 import os
-from unittest import TestCase
 
 import torch
 from mmengine.config import Config
@@ -11,7 +10,8 @@ from mmengine.optim import build_optim_wrapper
 
 from mmdet.testing import demo_mm_inputs
 
-from support.helpers import CONFIG_DIR, MMDET_QUERYINST_DIR, build_in_scope
+from support.helpers import (CONFIG_DIR, MMDET_QUERYINST_DIR,
+                             OneThreadTestCase, build_in_scope)
 from mmdet_sparse.registry import MODELS
 
 QUERYINST_DIR = os.path.join(CONFIG_DIR, 'queryinst')
@@ -32,18 +32,7 @@ def _own(module) -> bool:
     return type(module).__module__.startswith('mmdet_sparse.')
 
 
-class TestQueryInstConfigs(TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        # One thread: on a shared machine, waiting for busy cores costs
-        # more than a second thread gains here.
-        cls._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    @classmethod
-    def tearDownClass(cls):
-        torch.set_num_threads(cls._threads)
+class TestQueryInstConfigs(OneThreadTestCase):
 
     def _check_model(self, cfg: Config, model) -> None:
         self.assertEqual(type(model).__name__, 'QueryInst')

@@ -12,8 +12,8 @@ from unittest import TestCase
 import torch
 
 from support.helpers import (build_in_scope, data_samples, fpn_features,
-                              head_pair, max_rel_diff, mmdet_config,
-                              our_config)
+                             head_pair, max_rel_diff, mmdet_config,
+                             our_config)
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet_sparse.registry import MODELS
 

@@ -10,13 +10,14 @@ architecture of the config otherwise unchanged) so that the tests are fast.
 """
 import copy
 import itertools
-from unittest import TestCase, mock
+from unittest import mock
 
 import torch
 
-from support.helpers import (add_masks, build_in_scope, data_samples,
-                              fpn_features, head_pair, max_rel_diff,
-                              mmdet_queryinst_config, our_queryinst_config)
+from support.helpers import (OneThreadTestCase, add_masks, build_in_scope,
+                             data_samples, fpn_features, head_pair,
+                             max_rel_diff, mmdet_queryinst_config,
+                             our_queryinst_config)
 from mmdet.models.roi_heads.mask_heads import fcn_mask_head
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.testing import demo_mm_inputs
@@ -70,21 +71,7 @@ def _run_heads(rpn, roi, img_shapes, samples):
     return losses, grads, feat_grads, preds, soft
 
 
-class _OneThread(TestCase):
-    """Runs its tests on one CPU thread: on a shared machine, waiting for
-    busy cores costs more than a second thread gains on tiny tensors."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    @classmethod
-    def tearDownClass(cls):
-        torch.set_num_threads(cls._threads)
-
-
-class TestQueryInstHeadParity(_OneThread):
+class TestQueryInstHeadParity(OneThreadTestCase):
     """EmbeddingRPNHead + SparseRoIHead (DIIHead, DynamicMaskHead) against
     MMDetection's QueryInst heads."""
 
@@ -152,7 +139,7 @@ class TestQueryInstHeadParity(_OneThread):
         self._check(80, 300, [(128, 96)], [7])
 
 
-class TestQueryInstDetectorParity(_OneThread):
+class TestQueryInstDetectorParity(OneThreadTestCase):
     """Whole QueryInst R50-FPN detectors: MMDetection's config against ours,
     and MMDetection's config built in this package's scope."""
 

@@ -1,13 +1,13 @@
 import copy
 import math
-from unittest import TestCase
 
 import torch
 
-from support.helpers import (add_masks, build_heads, build_in_scope,
-                              data_samples, fpn_features, max_rel_diff,
-                              mmdet_queryinst_config, narrow_queryinst,
-                              our_config, our_queryinst_config)
+from support.helpers import (OneThreadTestCase, add_masks, build_heads,
+                             build_in_scope, data_samples, fpn_features,
+                             max_rel_diff, mmdet_queryinst_config,
+                             narrow_queryinst, our_config,
+                             our_queryinst_config)
 from mmdet.registry import MODELS as MMDET_MODELS
 
 CHANNELS = 32
@@ -57,18 +57,7 @@ def _mask_samples(shapes, num_gts, num_classes=4):
     return add_masks(data_samples(shapes, num_gts, num_classes))
 
 
-class TestSparseRoIHead(TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        # One thread: on a shared machine, waiting for busy cores costs
-        # more than a second thread gains on these tiny tensors.
-        cls._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    @classmethod
-    def tearDownClass(cls):
-        torch.set_num_threads(cls._threads)
+class TestSparseRoIHead(OneThreadTestCase):
 
     def test_init_weights_reaches_every_stage(self):
         rpn, roi = _heads(num_classes=3)

@@ -6,7 +6,7 @@ from unittest import TestCase
 import torch
 
 from support.helpers import (build_in_scope, data_samples, fpn_features,
-                              our_config)
+                             our_config)
 
 C = 32
 SHAPES = [(64, 96), (80, 64)]

@@ -6,7 +6,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 from support.helpers import (build_in_scope, narrow_queryinst,
-                              our_queryinst_config)
+                             our_queryinst_config)
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet_sparse.models import DynamicConv, DynamicMaskHead
 from mmdet_sparse.registry import MODELS
