@@ -63,10 +63,12 @@ def test_rows_are_kept_as_they_finish_and_skipped_on_rerun(tmp_path):
              if line.startswith('| t6_')}
     grid = [line for line in table.splitlines()
             if line.startswith('| t6_grid | T6 Grid | 2 |')][0]
-    assert '| 0 1 | 40.5 ± 0.7 | 60.5 ± 0.7 | 30.5 ± 0.7 | 41.0 | 59.4 | ' \
-        '44.2 |' in grid
-    assert '| T6 Image | 2 | 0 1 | 30.5 ± 0.7 |' in lines['t6_image']
-    assert '| 3 | 0 | 40.0 |' in table
+    assert '| 0 1 | 40.0 / 41.0 | 40.5 ± 0.7 | 60.5 ± 0.7 | 30.5 ± 0.7 | ' \
+        '41.0 | 59.4 | 44.2 |' in grid
+    assert '| T6 Image | 2 | 0 1 | 30.0 / 31.0 | 30.5 ± 0.7 |' in \
+        lines['t6_image']
+    assert '| 3 | 0 | 40.0 | 40.0 |' in table
+    assert table.count('### Table 6') == 1
     tool.plot(rows, str(tmp_path / 'chart.png'))
     assert osp.getsize(tmp_path / 'chart.png') > 1000
 
@@ -77,7 +79,7 @@ def test_report_only(tmp_path, capsys):
     tool.run([osp.join(DEMO, 't8_stages_1.py')], [0], 1, 'data', str(work),
              train=_FakeTrain())
     assert tool.main(['--report-only', '--work-dir', str(work)]) == 0
-    assert '| t8_stages_1 | T8 1 stage | 1 | 0 | 30.0 |' in \
+    assert '| t8_stages_1 | T8 1 stage | 1 | 0 | 30.0 | 30.0 |' in \
         capsys.readouterr().out
     assert (work / 'ablation.png').is_file()
 

@@ -292,26 +292,37 @@ def _fmt(values: List[float]) -> str:
     return f'{mean:.1f} ± {statistics.stdev(values):.1f}'
 
 
+def _table_of(variant: str) -> str:
+    """``t6_grid`` -> ``Table 6``; other names -> ``Other rows``."""
+    head = variant.split('_')[0]
+    return f'Table {head[1:]}' if head[1:].isdigit() else 'Other rows'
+
+
 def write_table(rows: List[Dict], path: str) -> str:
-    """Markdown table of ``rows`` next to the paper's numbers."""
-    lines = [
-        '| variant | paper row | epochs | seeds | AP | AP50 | AP75 | '
-        'paper AP | paper AP50 | paper AP75 |', '|' + '---|' * 10
+    """Markdown tables of ``rows`` next to the paper's numbers, one per
+    paper table (grouped by the ``tN_`` prefix of the variant names), in
+    the order first seen."""
+    header = [
+        '| variant | paper row | epochs | seeds | AP per seed | AP | AP50 | '
+        'AP75 | paper AP | paper AP50 | paper AP75 |', '|' + '---|' * 11
     ]
+    tables: Dict[str, List[str]] = {}
     for e in summarize(rows):
         caption, *paper = PAPER.get(e['variant'], ('-', None, None, None))
         paper = ['-' if v is None else f'{v:.1f}' for v in paper]
         name = e['variant'] + (f" (= {', '.join(e['same_as'])})"
                                if e['same_as'] else '')
-        lines.append(
+        per_seed = ' / '.join(f'{v:.1f}' for v in e['mAP']) or '-'
+        tables.setdefault(_table_of(e['variant']), list(header)).append(
             f"| {name} | {caption} | {e['epochs']} | "
-            f"{' '.join(map(str, e['seeds']))} | {_fmt(e['mAP'])} | "
-            f"{_fmt(e['mAP_50'])} | {_fmt(e['mAP_75'])} | "
+            f"{' '.join(map(str, e['seeds']))} | {per_seed} | "
+            f"{_fmt(e['mAP'])} | {_fmt(e['mAP_50'])} | {_fmt(e['mAP_75'])} | "
             + ' | '.join(paper) + ' |')
     text = ('Box AP (x100) on the shapes val set: mean ± std over seeds; '
             "the paper's numbers are R50-FPN 3x on COCO val; (= row): "
-            'the same training as that row, result shared.\n\n' +
-            '\n'.join(lines) + '\n')
+            'the same training as that row, result shared.\n')
+    for title, lines in tables.items():
+        text += f'\n### {title}\n\n' + '\n'.join(lines) + '\n'
     with open(path, 'w') as f:
         f.write(text)
     return text
