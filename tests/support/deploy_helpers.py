@@ -1,10 +1,9 @@
 """Helpers of the deployment tests (a module of their own, so that the
 test files and ``conftest.py`` share them by import)."""
-import importlib.util
 import os.path as osp
 
 import torch
-from support.helpers import REPO
+from support.helpers import REPO, load_script
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -24,12 +23,7 @@ def demo_config(data_root: str) -> Config:
 
 def load_tool(*parts):
     """A script under ``tools/`` as a module."""
-    path = osp.join(REPO, 'tools', *parts)
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + parts[-1][:-3], path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools', *parts, name='tool_' + parts[-1][:-3])
 
 
 def train_briefly(cfg: Config, steps: int = 3):

@@ -1,5 +1,6 @@
 """Shared builders for the tests: reference/own heads, features, samples."""
 import copy
+import importlib.util
 import os
 from typing import List, Sequence, Tuple
 from unittest import TestCase
@@ -220,3 +221,16 @@ class OneThreadTestCase(TestCase):
     def tearDownClass(cls):
         torch.set_num_threads(cls._threads)
         super().tearDownClass()
+
+
+def load_script(*parts: str, name: str = ''):
+    """A script of this repository (``parts`` of its path under the root,
+    e.g. ``('tools', 'demo.py')``) imported as a module named ``name``
+    (default ``script_<file stem>``); its ``if __name__ == '__main__'``
+    block does not run."""
+    path = os.path.join(REPO, *parts)
+    name = name or 'script_' + os.path.splitext(parts[-1])[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

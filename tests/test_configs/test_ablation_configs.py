@@ -2,13 +2,12 @@
 3-10 over the R50-FPN 3x base and over the demo; the switch reaches the
 model, the demo-sized models build, and their checkpoints load strictly."""
 import glob
-import importlib.util
 import io
 import os.path as osp
 
 import pytest
 import torch
-from support.helpers import CONFIG_DIR, REPO
+from support.helpers import CONFIG_DIR, load_script
 from mmengine.config import Config
 
 ABLATIONS = osp.join(CONFIG_DIR, 'ablations')
@@ -21,11 +20,8 @@ def _name(path):
 
 
 def _paper_rows():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'ablate.py')
-    spec = importlib.util.spec_from_file_location('ablate_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.PAPER
+    return load_script('tools', 'analysis_tools', 'ablate.py',
+                       name='ablate_tool').PAPER
 
 
 def _assert_within(switch, cfg, where='model'):

@@ -1,24 +1,20 @@
 """tools/analysis_tools/ablate.py: resume logic, table and chart with a
 stand-in trainer, and one real 1-epoch run on a handful of images."""
-import importlib.util
 import json
 import os.path as osp
 import sys
 
 import pytest
 import torch
-from support.helpers import REPO
+from support.helpers import REPO, load_script
 from support.tool_runs import run_tool
 
 DEMO = osp.join(REPO, 'configs', 'ablations', 'demo')
 
 
 def _tool():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'ablate.py')
-    spec = importlib.util.spec_from_file_location('ablate_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools', 'analysis_tools', 'ablate.py',
+                       name='ablate_tool')
 
 
 class _FakeTrain:

@@ -2,16 +2,15 @@
 it, ``mmdet_sparse.benchmark``, is tested in ``tests/test_benchmark``):
 the redraw from a saved JSON, the load-average warning of a measurement
 (the measuring child faked), and the options."""
-import importlib.util
 import json
 import os
-import os.path as osp
 from unittest import mock
 
 import pytest
 import torch
 
-from support.benchmark_fakes import REPO, fake_result
+from support.helpers import load_script
+from support.benchmark_fakes import fake_result
 
 from mmdet_sparse.benchmark import write_report
 
@@ -19,11 +18,7 @@ from mmdet_sparse.benchmark import write_report
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(REPO, 'tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools', 'benchmark.py', name='benchmark_tool')
 
 
 @pytest.fixture(scope='module')

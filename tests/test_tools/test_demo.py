@@ -1,22 +1,17 @@
 """Tests of ``tools/demo.py``'s helpers: the epoch override and the choice
 of the val images drawn at the end."""
-import importlib.util
 import json
 import os
 import os.path as osp
 import tempfile
 from unittest import TestCase
 
-from support.helpers import CONFIG_DIR, REPO
+from support.helpers import CONFIG_DIR, load_script
 from mmengine.config import Config
 
 
 def _load_demo():
-    spec = importlib.util.spec_from_file_location(
-        'demo_tool', osp.join(REPO, 'tools', 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'demo.py', name='demo_tool')
 
 
 class TestDemo(TestCase):

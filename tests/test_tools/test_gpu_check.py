@@ -2,22 +2,17 @@
 pass, the GPU-only rows are skipped with their reasons, and a failing row
 (or part of a row) is recorded with its exception and makes the exit
 status non-zero without stopping the other rows."""
-import importlib.util
 import json
 import os
 import os.path as osp
 import tempfile
 from unittest import TestCase, mock
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from support.helpers import load_script
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'gpu_check', osp.join(REPO, 'benchmarks', 'gpu_check.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('benchmarks', 'gpu_check.py', name='gpu_check')
 
 
 def _run(tool, out: str, *args: str):

@@ -2,14 +2,13 @@
 demo TTA config's views (6 scales x 2 flips) reach the soft-vote merge and
 COCO evaluation; without ``tta_model``/``tta_pipeline`` the tool falls back
 to flip views."""
-import importlib.util
 import os.path as osp
 import tempfile
 import uuid
 import warnings
 from unittest import TestCase, mock
 
-from support.helpers import REPO
+from support.helpers import REPO, load_script
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -50,11 +49,7 @@ def _unique(name: str) -> str:
 
 
 def _load_test_tool():
-    spec = importlib.util.spec_from_file_location(
-        'test_tool', osp.join(REPO, 'tools', 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'test.py', name='test_tool')
 
 
 class TestTestTTA(TestCase):

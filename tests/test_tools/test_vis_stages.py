@@ -3,7 +3,6 @@
 here: one iteration of the tiny demo config."""
 import contextlib
 import glob
-import importlib.util
 import io
 import os
 import os.path as osp
@@ -12,7 +11,7 @@ import tempfile
 from unittest import TestCase
 
 import numpy as np
-from support.helpers import REPO
+from support.helpers import REPO, load_script
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
@@ -28,10 +27,8 @@ TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'vis_stages.py')
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('vis_stages_tool', TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools', 'analysis_tools', 'vis_stages.py',
+                       name='vis_stages_tool')
 
 
 def _png_size(path):

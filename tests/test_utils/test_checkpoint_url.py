@@ -1,7 +1,6 @@
 """Checkpoint URLs (``mmdet_sparse.utils.checkpoint_url``) without network:
 the downloader is replaced by one that fails as an unreachable host does, or
 by one that writes a file into the temporary cache."""
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -15,6 +14,8 @@ import cv2
 import numpy as np
 import torch
 from mmengine.runner import CheckpointLoader
+
+from support.helpers import load_script
 
 from mmdet_sparse.utils.checkpoint_url import (CheckpointDownloadError,
                                                checkpoint_cache_dir,
@@ -35,11 +36,7 @@ def _offline(url, dst, *args, **kwargs):
 
 
 def _load_tool(path: str):
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.basename(path)[:-3], osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name='tool_' + osp.basename(path)[:-3])
 
 
 class _Hostile:

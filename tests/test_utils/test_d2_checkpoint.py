@@ -8,7 +8,6 @@ every tensor and the predictions, and one head stage must compute what the
 authors' ``RCNNHead`` computes with their parameter names.
 """
 import contextlib
-import importlib.util
 import io
 import math
 import os
@@ -22,7 +21,7 @@ from unittest import TestCase
 import torch
 import torch.nn.functional as F
 
-from support.helpers import REPO, build_in_scope, data_samples
+from support.helpers import REPO, build_in_scope, data_samples, load_script
 from mmengine.config import Config
 from mmdet_sparse.registry import MODELS
 from mmdet_sparse.utils.d2_checkpoint import (CheckpointConversionError,
@@ -211,9 +210,7 @@ def _predict(model, seed=0):
 
 
 def _run_tool(argv):
-    spec = importlib.util.spec_from_file_location('d2_tool', TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script(osp.relpath(TOOL, REPO), name='d2_tool')
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         tool.main(argv)
