@@ -16,7 +16,7 @@ import warnings
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 DEFAULT_CONFIG = osp.join(REPO, 'configs',
-                          'sparse_rcnn_r18_fpn_shapes_demo.py')
+                          'sparse_rcnn_r18_fpn_kmeans_18e_shapes_demo.py')
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,5 +1,5 @@
-"""Tests of ``tools/demo.py``'s helpers: the epoch override and the choice
-of the val images drawn at the end."""
+"""Tests of ``tools/demo.py``'s helpers: the recipe it trains, the epoch
+override and the choice of the val images drawn at the end."""
 import json
 import os
 import os.path as osp
@@ -30,6 +30,29 @@ class TestDemo(TestCase):
         self.demo.scale_epochs(cfg, 24)
         self.assertEqual(cfg.train_cfg.max_epochs, 24)
         self.assertEqual(cfg.param_scheduler[0].end, 100)  # iterations
+
+    def test_make_demo_trains_the_kmeans_recipe(self):
+        """``make demo``'s config: the demo model with k-means initial boxes
+        (and the hook that computes them), 18 epochs, validated and saved
+        at the last one."""
+        self.assertEqual(osp.basename(self.demo.DEFAULT_CONFIG),
+                         'sparse_rcnn_r18_fpn_kmeans_18e_shapes_demo.py')
+        cfg = Config.fromfile(self.demo.DEFAULT_CONFIG)
+        base = Config.fromfile(
+            osp.join(CONFIG_DIR, 'sparse_rcnn_r18_fpn_shapes_demo.py'))
+        self.assertEqual(cfg.model.rpn_head.init_boxes, 'dataset')
+        self.assertEqual(base.model.rpn_head.init_boxes, 'grid')
+        self.assertEqual(cfg.default_hooks.proposal_init.type,
+                         'DatasetProposalInitHook')
+        epochs = cfg.train_cfg.max_epochs
+        self.assertEqual(epochs, 18)
+        self.assertEqual(epochs % cfg.train_cfg.val_interval, 0)
+        self.assertEqual(epochs % cfg.default_hooks.checkpoint.interval, 0)
+        # everything else is the base demo's
+        for key in ('backbone', 'neck', 'roi_head', 'train_cfg', 'test_cfg'):
+            self.assertEqual(cfg.model[key], base.model[key], key)
+        self.assertEqual(cfg.optim_wrapper, base.optim_wrapper)
+        self.assertEqual(cfg.param_scheduler, base.param_scheduler)
 
     def test_epoch_override_moves_the_lr_drops(self):
         cfg = Config.fromfile(
