@@ -19,24 +19,18 @@ TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Temporary folders that live as long as the test process.
 _KEEP: list = []
 
-CONFIG = """
-_base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
-custom_imports = dict(imports=['mmdet_sparse', 'support.e2e_hooks'],
-                      allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='FirstLossDumpHook')]
+DATA = """
 data_root = '{data}/'
-model = dict(backbone=dict(norm_eval=True))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='RandomFlip', prob={flip}),
+    dict(type='LoadAnnotations', with_bbox=True{masks}),
+    dict(type='Resize', scale=({size}, {size}), keep_ratio=True),{flip}
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=({size}, {size}), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True{masks}),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                     'scale_factor'))
@@ -45,11 +39,34 @@ train_dataloader = dict(
     batch_size={batch}, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
+    batch_size={val_batch}, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
+"""
+
+
+def data_config(data: str, size: int = 128, batch: int = 4,
+                val_batch: int = 2, flip: Optional[float] = None,
+                masks: bool = False) -> str:
+    """Config lines for the shapes data in ``data`` at ``size`` px, in the
+    main process (no workers): pipelines (a ``RandomFlip`` with ``flip``
+    where given, masks loaded with ``masks``), data loaders, evaluators."""
+    flip_line = ('' if flip is None else
+                 f"\n    dict(type='RandomFlip', prob={flip}),")
+    return DATA.format(data=data, size=size, batch=batch,
+                       val_batch=val_batch, flip=flip_line,
+                       masks=', with_mask=True' if masks else '')
+
+
+CONFIG = """
+_base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
+custom_imports = dict(imports=['mmdet_sparse', 'support.e2e_hooks'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='FirstLossDumpHook')]
+model = dict(backbone=dict(norm_eval=True))
+{data_cfg}
 train_cfg = dict(max_epochs={epochs}, val_interval=100)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, save_best=None{checkpoint}))
@@ -64,8 +81,9 @@ def write_config(path: str, data: str, flip: float = 0.5, batch: int = 4,
     ``checkpoint``: further arguments of the checkpoint hook (``', a=1'``).
     Return ``path``."""
     with open(path, 'w') as f:
-        f.write(CONFIG.format(repo=REPO, data=data, flip=flip, batch=batch,
-                              epochs=epochs, checkpoint=checkpoint))
+        f.write(CONFIG.format(
+            repo=REPO, epochs=epochs, checkpoint=checkpoint,
+            data_cfg=data_config(data, batch=batch, flip=flip)))
     return path
 
 

@@ -23,6 +23,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner, load_checkpoint
 from support.pickle_ops import (Pickle, array_state, dtype, history_buffer,
                                 write_checkpoint)
+from support.tool_runs import data_config
 
 import mmdet_sparse  # noqa: F401  (allow-lists the Runner's globals)
 from mmdet_sparse.datasets import ensure_shapes_dataset
@@ -31,30 +32,7 @@ TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 CONFIG = """
 _base_ = '{repo}/configs/sparse_rcnn_r18_fpn_shapes_demo.py'
-data_root = '{data}/'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+{data_cfg}
 train_cfg = dict(max_epochs={epochs}, val_interval=1)
 default_hooks = dict(
     logger=dict(interval=1),
@@ -75,7 +53,9 @@ randomness = dict(seed=0)
 def _make_config(tmp: str, data: str, epochs: int) -> Config:
     path = osp.join(tmp, f'ckpt_test_{epochs}.py')
     with open(path, 'w') as f:
-        f.write(CONFIG.format(repo=REPO, data=data, epochs=epochs))
+        f.write(CONFIG.format(repo=REPO, epochs=epochs,
+                              data_cfg=data_config(data, size=96,
+                                                   val_batch=4)))
     cfg = Config.fromfile(path)
     # mmengine keeps one visualizer per name for the whole process: a name
     # of its own keeps this Runner's out of other tests' (deleted) folders.

@@ -12,7 +12,7 @@ from support.helpers import REPO
 from mmengine.config import Config
 from support.tool_runs import losses as _losses
 from support.tool_runs import run_tool as _run
-from support.tool_runs import train_command, write_config
+from support.tool_runs import data_config, train_command, write_config
 from mmengine.hooks import EMAHook
 
 from mmdet_sparse.apis import train_then_test
@@ -20,30 +20,7 @@ from mmdet_sparse.datasets import ensure_shapes_dataset
 
 QUERYINST_CONFIG = """
 _base_ = '{repo}/configs/queryinst/queryinst_r18_fpn_shapes_demo.py'
-data_root = '{data}/'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+{data_cfg}
 custom_hooks = [dict(type='RNGStateHook')]
 train_cfg = dict(max_epochs=2, val_interval=100)
 default_hooks = dict(logger=dict(interval=1),
@@ -135,7 +112,8 @@ class TestEndToEnd(TestCase):
         from pycocotools import mask as mask_utils
         path = osp.join(self.tmp.name, 'queryinst.py')
         with open(path, 'w') as f:
-            f.write(QUERYINST_CONFIG.format(repo=REPO, data=self.data))
+            f.write(QUERYINST_CONFIG.format(
+                repo=REPO, data_cfg=data_config(self.data, masks=True)))
         cfg = Config.fromfile(path)
         cfg.work_dir = osp.join(self.tmp.name, 'queryinst')
         cfg.visualizer.name = 'queryinst_e2e'  # its own (process-wide)
