@@ -65,6 +65,12 @@ def test_rows_are_kept_as_they_finish_and_skipped_on_rerun(tmp_path):
         lines['t6_image']
     assert '| 3 | 0 | 40.0 | 40.0 |' in table
     assert table.count('### Table 6') == 1
+    more = rows + [dict(rows[0], variant='t10_pos_encoding'),
+                   dict(rows[0], variant='t3_static_head')]
+    titles = [line for line in tool.write_table(
+        more, str(tmp_path / 'more.md')).splitlines()
+              if line.startswith('### ')]
+    assert titles == ['### Table 3', '### Table 6', '### Table 10']
     tool.plot(rows, str(tmp_path / 'chart.png'))
     assert osp.getsize(tmp_path / 'chart.png') > 1000
 

@@ -300,8 +300,8 @@ def _table_of(variant: str) -> str:
 
 def write_table(rows: List[Dict], path: str) -> str:
     """Markdown tables of ``rows`` next to the paper's numbers, one per
-    paper table (grouped by the ``tN_`` prefix of the variant names), in
-    the order first seen."""
+    paper table (grouped by the ``tN_`` prefix of the variant names, in
+    the paper's order; rows in the order first seen)."""
     header = [
         '| variant | paper row | epochs | seeds | AP per seed | AP | AP50 | '
         'AP75 | paper AP | paper AP50 | paper AP75 |', '|' + '---|' * 11
@@ -321,8 +321,12 @@ def write_table(rows: List[Dict], path: str) -> str:
     text = ('Box AP (x100) on the shapes val set: mean ± std over seeds; '
             "the paper's numbers are R50-FPN 3x on COCO val; (= row): "
             'the same training as that row, result shared.\n')
-    for title, lines in tables.items():
-        text += f'\n### {title}\n\n' + '\n'.join(lines) + '\n'
+    def order(title: str) -> tuple:  # Table 3, ..., Table 10, Other rows
+        number = title.split()[-1]
+        return (0, int(number)) if number.isdigit() else (1, 0)
+
+    for title in sorted(tables, key=order):
+        text += f'\n### {title}\n\n' + '\n'.join(tables[title]) + '\n'
     with open(path, 'w') as f:
         f.write(text)
     return text
