@@ -139,6 +139,10 @@ def test_fingerprint_tells_equal_trainings_apart(tmp_path):
     lr.write_text(f"_base_ = '{osp.join(DEMO, 't6_grid.py')}'\n"
                   'optim_wrapper = dict(optimizer=dict(lr=1e-5))\n')
     assert tool.training_fingerprint(str(lr)) != grid
+    keep = tmp_path / 'keep.py'  # inference only: fewer detections kept
+    keep.write_text(f"_base_ = '{osp.join(DEMO, 't6_grid.py')}'\n"
+                    'model = dict(test_cfg=dict(rcnn=dict(max_per_img=5)))\n')
+    assert tool.training_fingerprint(str(keep)) != grid
 
 
 def test_rows_that_train_the_same_share_one_run(tmp_path):
@@ -155,6 +159,16 @@ def test_rows_that_train_the_same_share_one_run(tmp_path):
     assert [r['same_as'] for r in shared] == ['t6_grid', 't6_grid']
     grid = [r for r in rows if r['variant'] == 't6_grid']
     assert [r['metrics'] for r in shared] == [r['metrics'] for r in grid]
+    # Stored fingerprints of an older version of the tool do not matter:
+    # the configs' fingerprints are computed again.
+    path = osp.join(work, 'results.json')
+    stale = [dict(r, fingerprint='stale') for r in tool.load_results(path)]
+    with open(path, 'w') as f:
+        json.dump(dict(rows=stale), f)
+    none = _FakeTrain()
+    tool.run([osp.join(DEMO, 't8_stages_3.py')], [0], 2, 'data', work,
+             train=none)
+    assert none.calls == []
     # Another budget is not shared.
     again = _FakeTrain()
     tool.run(configs[1:2], [0], 3, 'data', work, train=again)

@@ -106,8 +106,9 @@ def training_fingerprint(config: str) -> str:
     the switch files' ``ablation_model``), compared as written. The model
     is compared by behaviour, because a switch that restates a default
     (``feature_reuse=True``) changes the dict but not the model: it is
-    built with seed 0 and its parameters (names, shapes, sums) and its
-    losses on a fixed 2-image batch are hashed.
+    built with seed 0 and its parameters (names, shapes, sums), its
+    losses on a fixed 2-image batch and its predictions on that batch
+    (so that inference settings count) are hashed.
     """
     import torch
     from mmengine.config import Config
@@ -125,7 +126,7 @@ def training_fingerprint(config: str) -> str:
     fork = torch.random.fork_rng()
     try:
         with fork, DefaultScope.overwrite_default_scope('mmdet_sparse'):
-            model, losses = _probe(cfg.model)
+            model, losses, preds = _probe(cfg.model)
     finally:
         logger.setLevel(level)
     for name, tensor in model.state_dict().items():
@@ -135,13 +136,18 @@ def training_fingerprint(config: str) -> str:
         value = losses[name]
         value = sum(value) if isinstance(value, (list, tuple)) else value
         digest.update(f'{name}={float(value.detach()):.6g}'.encode())
+    for pred in preds:  # what inference keeps (test_cfg) counts too
+        for key in ('bboxes', 'scores', 'labels'):
+            value = getattr(pred.pred_instances, key).double()
+            digest.update(f'{key}{tuple(value.shape)}'
+                          f'{float(value.sum()):.6g}'.encode())
     return digest.hexdigest()[:16]
 
 
 def _probe(model_cfg) -> tuple:
-    """The model of ``model_cfg`` built and initialised from the current
-    seed, and its training losses on a fixed batch of two 64x64 images
-    with two boxes each."""
+    """The model of ``model_cfg`` built and initialised with seed 0, its
+    training losses on a fixed batch of two 64x64 images with two boxes
+    each, and its predictions on those images in eval mode."""
     import torch
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
@@ -163,7 +169,11 @@ def _probe(model_cfg) -> tuple:
             bboxes=torch.cat([xy, xy + torch.tensor([24.0, 18.0])], 1),
             labels=torch.tensor([0, 1 + i]))
         samples.append(sample)
-    return model, model.loss(inputs, samples)
+    losses = model.loss(inputs, samples)
+    model.eval()
+    with torch.no_grad():
+        preds = model.predict(inputs, samples)
+    return model, losses, preds
 
 
 def load_results(path: str) -> List[Dict]:
@@ -223,6 +233,8 @@ def run(configs: Sequence[str], seeds: Sequence[int], epochs: int,
     fingerprints: Dict[str, str] = {}
 
     def fingerprint_of(path: str) -> Optional[str]:
+        """The config's fingerprint by this code (cached), None for a
+        config file that is gone (then a row's stored one is used)."""
         path = osp.normpath(osp.join(REPO, path))
         if path not in fingerprints and osp.isfile(path):
             fingerprints[path] = training_fingerprint(path)
@@ -241,7 +253,7 @@ def run(configs: Sequence[str], seeds: Sequence[int], epochs: int,
                 (r for r in load_results(results)
                  if 'same_as' not in r and r['seed'] == seed
                  and r['epochs'] == epochs
-                 and r.get('fingerprint', fingerprint_of(r['config']))
+                 and (fingerprint_of(r['config']) or r.get('fingerprint'))
                  == row['fingerprint']), None)
             if twin is not None:
                 row.update(metrics=dict(twin['metrics']), minutes=0.0,
