@@ -310,6 +310,13 @@ def _table_of(variant: str) -> str:
     return f'Table {head[1:]}' if head[1:].isdigit() else 'Other rows'
 
 
+def _paper_order(title: str) -> tuple:
+    """Sort key of :func:`_table_of`'s titles: Table 3, ..., Table 10,
+    then the other rows."""
+    number = title.split()[-1]
+    return (0, int(number)) if number.isdigit() else (1, 0)
+
+
 def write_table(rows: List[Dict], path: str) -> str:
     """Markdown tables of ``rows`` next to the paper's numbers, one per
     paper table (grouped by the ``tN_`` prefix of the variant names, in
@@ -333,11 +340,7 @@ def write_table(rows: List[Dict], path: str) -> str:
     text = ('Box AP (x100) on the shapes val set: mean ± std over seeds; '
             "the paper's numbers are R50-FPN 3x on COCO val; (= row): "
             'the same training as that row, result shared.\n')
-    def order(title: str) -> tuple:  # Table 3, ..., Table 10, Other rows
-        number = title.split()[-1]
-        return (0, int(number)) if number.isdigit() else (1, 0)
-
-    for title in sorted(tables, key=order):
+    for title in sorted(tables, key=_paper_order):
         text += f'\n### {title}\n\n' + '\n'.join(tables[title]) + '\n'
     with open(path, 'w') as f:
         f.write(text)
@@ -345,12 +348,13 @@ def write_table(rows: List[Dict], path: str) -> str:
 
 
 def plot(rows: List[Dict], path: str) -> None:
-    """mAP of each variant: every seed as a dot, the mean as a bar, the
-    paper's AP as a cross."""
+    """mAP of each variant, in the paper's table order: every seed as a
+    dot, the mean as a bar, the paper's AP as a cross."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    table = summarize(rows)
+    table = sorted(summarize(rows),
+                   key=lambda e: _paper_order(_table_of(e['variant'])))
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(table) + 2), 4))
     for i, e in enumerate(table):
         if e['mAP']:
