@@ -36,7 +36,10 @@ excluded. Writes ``OUT_DIR/benchmark.md``, ``benchmark.json`` and
   ``--rounds R`` every config is measured R times in fresh processes,
   interleaved (the configs in order, then reversed, ...), and the medians
   pool the runs of all rounds; ``round_totals`` in ``benchmark.json`` keeps
-  each round's median, so drift of the machine shows. Each run
+  each round's median, so drift of the machine shows. The report is
+  rewritten after every round (temp file, then rename), so an interrupted
+  run keeps the rounds it completed (``rounds`` in the report says how
+  many). Each run
   is one prediction (what ``model.predict`` runs) with a clock read between
   its parts: backbone+neck (``model.extract_feat``) and heads (RPN, i.e. the
   learned proposals, and RoI heads). A run's total is the sum of its parts,
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
     meta = dict(device=device, threads=args.threads or torch.get_num_threads(),
                 torch=torch.__version__, img_size=list(args.img_size),
                 warmup=args.warmup, repeats=args.repeats,
-                flops_note=FLOPS_NOTE)
+                flops_note=FLOPS_NOTE, rounds_planned=args.rounds)
     checks = [_load_check('start')]
     measured = {config: [] for config in args.configs}
     for r, order in enumerate(round_orders(args.configs, args.rounds)):
@@ -209,6 +212,14 @@ def main(argv=None) -> int:
             print(f'measuring {config}{which} ...', file=sys.stderr,
                   flush=True)
             measured[config].append(run_child(config, args, flops=r == 0))
+        if r + 1 < args.rounds:  # the rounds so far, should a later one
+            # be interrupted (replaced by the next round's report)
+            meta['rounds'] = r + 1
+            meta['load_average'] = load_record(checks)
+            write_report([merge_rounds(measured[c]) for c in args.configs],
+                         meta, args.out_dir)
+            print(f'report of rounds 1-{r + 1} of {args.rounds} written to '
+                  f'{args.out_dir}', file=sys.stderr, flush=True)
     results = [merge_rounds(measured[c]) for c in args.configs]
     meta['rounds'] = args.rounds
     checks.append(_load_check('end'))

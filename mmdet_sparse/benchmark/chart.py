@@ -61,6 +61,8 @@ def plot(results: Sequence[dict], path: str,
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
+    from mmdet_sparse.visualization import save_figure
     ok = [r for r in results if 'error' not in r]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), dpi=dpi)
     panels = [('params (M)', lambda r: r['params']['total'] / 1e6),
@@ -114,9 +116,9 @@ def plot(results: Sequence[dict], path: str,
         artists[ax.get_title()] = label_points(
             fig, ax, [p[0] for p in pts], [p[1] for p in pts],
             [p[2] for p in pts])
-    fig.savefig(path, dpi=dpi)
+    fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     drawn = {title: [(t.get_text(), t.get_window_extent(renderer))
                      for t in texts] for title, texts in artists.items()}
-    plt.close(fig)
+    save_figure(fig, path, dpi=dpi)  # temp file + rename; closes the figure
     return drawn

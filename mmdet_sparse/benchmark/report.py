@@ -3,6 +3,7 @@ Pareto front of latency against accuracy."""
 import json
 import os
 import os.path as osp
+import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 from .published import ap_cell
@@ -38,12 +39,21 @@ def load_lines(load: Optional[dict]) -> List[str]:
 
 def _runs_phrase(meta: dict) -> str:
     """How many timed runs each median pools: ``repeats`` per round, over
-    ``rounds`` interleaved rounds (one round for reports without it)."""
+    ``rounds`` interleaved rounds (one round for reports without it), and
+    how many of ``rounds_planned`` are missing from a report written
+    between rounds."""
     rounds = int(meta.get('rounds', 1))
+    planned = int(meta.get('rounds_planned', rounds))
     if rounds == 1:
-        return f"{meta['repeats']} runs"
-    return (f"{meta['repeats'] * rounds} runs ({meta['repeats']} in each of "
-            f"{rounds} interleaved rounds, each in a fresh process)")
+        phrase = f"{meta['repeats']} runs"
+    else:
+        phrase = (f"{meta['repeats'] * rounds} runs ({meta['repeats']} in "
+                  f"each of {rounds} interleaved rounds, each in a fresh "
+                  'process)')
+    if planned > rounds:  # written between rounds; the rest never came
+        phrase += (f'; only {rounds} of the {planned} rounds planned are in '
+                   'this report')
+    return phrase
 
 
 def format_table(results: Sequence[dict], meta: dict) -> str:
@@ -123,9 +133,24 @@ def write_report(results: Sequence[dict], meta: dict, out_dir: str) -> str:
     from .chart import plot  # the chart uses the Pareto front above
     os.makedirs(out_dir, exist_ok=True)
     table = format_table(results, meta)
-    with open(osp.join(out_dir, 'benchmark.md'), 'w') as f:
-        f.write(table)
-    with open(osp.join(out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(dict(meta=meta, results=list(results)), f, indent=2)
+    _write_atomic(osp.join(out_dir, 'benchmark.md'), table)
+    _write_atomic(osp.join(out_dir, 'benchmark.json'),
+                  json.dumps(dict(meta=meta, results=list(results)),
+                             indent=2))
     plot(results, osp.join(out_dir, 'benchmark.png'))
     return table
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same
+    folder: a report already there is replaced only when the new one is
+    complete."""
+    fd, tmp = tempfile.mkstemp(suffix='.tmp', dir=osp.dirname(path) or '.')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -136,3 +136,36 @@ def test_options(tool):
         tool.main(['a.py', '--backend', 'onnxruntime', '--device', 'cuda'])
     with pytest.raises(SystemExit, match='give config files'):
         tool.main([])
+
+
+def test_interrupted_rounds_keep_the_finished_ones(tool, tmp_path):
+    """A run stopped in round 3 of 3 leaves the report of rounds 1-2
+    (rewritten whole after each round), which says that a round is
+    missing; the final report of a complete run does not."""
+    ms = {'a.py': [100.0, 300.0], 'b.py': [50.0, 40.0]}
+
+    def child(config, args, flops=True):
+        if not ms[config]:
+            raise KeyboardInterrupt  # the user stops it in round 3
+        return _fake(config[:-3], ms=ms[config].pop(0))
+
+    with mock.patch.object(tool, 'run_child', child), \
+            pytest.raises(KeyboardInterrupt):
+        tool.main(['a.py', 'b.py', '--rounds', '3', '--out-dir',
+                   str(tmp_path)])
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert (data['meta']['rounds'], data['meta']['rounds_planned']) == (2, 3)
+    a, b = data['results']
+    assert a['latency']['round_totals'] == [0.1, 0.3]
+    assert b['latency']['round_totals'] == [0.05, 0.04]
+    md = (tmp_path / 'benchmark.md').read_text()
+    assert 'median of 6 runs (3 in each of 2 interleaved rounds' in md
+    assert 'only 2 of the 3 rounds planned are in this report' in md
+    assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]
+
+    ms.update({'a.py': [100.0] * 3, 'b.py': [50.0] * 3})
+    with mock.patch.object(tool, 'run_child', child):
+        assert tool.main(['a.py', 'b.py', '--rounds', '3', '--out-dir',
+                          str(tmp_path)]) == 0
+    md = (tmp_path / 'benchmark.md').read_text()
+    assert 'median of 9 runs' in md and 'rounds planned' not in md
