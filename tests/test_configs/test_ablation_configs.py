@@ -59,6 +59,13 @@ def _assert_built(model, switch):
             assert not hasattr(head, 'attention')
 
 
+def _assert_every_proposal_may_be_kept(cfg):
+    """The detection cap follows the proposals (Table 7's 300 and 500 rows
+    must not be cut back to the base's 100, or the demo's 40)."""
+    assert cfg.model.test_cfg.rcnn.max_per_img == \
+        cfg.model.rpn_head.num_proposals
+
+
 def test_one_config_per_paper_row_over_both_bases():
     rows = set(_paper_rows())
     assert {_name(p) for p in R50} == rows
@@ -71,6 +78,7 @@ def test_r50_config_parses_with_its_switch(path):
     assert cfg.model.backbone.depth == 50
     assert cfg.train_cfg.max_epochs == 36
     _assert_within(cfg.ablation_model, cfg.model)
+    _assert_every_proposal_may_be_kept(cfg)
     if cfg.model.rpn_head.get('init_boxes') == 'dataset':
         assert cfg.default_hooks.proposal_init.type == \
             'DatasetProposalInitHook'
@@ -82,6 +90,7 @@ def test_demo_config_builds_and_round_trips(path):
     cfg = Config.fromfile(path)
     assert cfg.model.backbone.depth == 18
     _assert_within(cfg.ablation_model, cfg.model)
+    _assert_every_proposal_may_be_kept(cfg)
     torch.manual_seed(0)
     model, _ = build_detector(cfg)
     _assert_built(model, cfg.ablation_model)

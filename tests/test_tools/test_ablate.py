@@ -53,6 +53,11 @@ def test_rows_are_kept_as_they_finish_and_skipped_on_rerun(tmp_path):
     rows = tool.load_results(osp.join(work, 'results.json'))
     assert len(rows) == 5 and rows[0]['config'] == osp.join(
         'configs', 'ablations', 'demo', 't6_grid.py')
+    for row in rows:  # when, where and with what code each row trained
+        assert row['finished'].endswith('Z') and row['torch'] == \
+            torch.__version__
+        assert f'{torch.get_num_threads()} torch threads' in row['machine']
+        assert row['commit'] is None or len(row['commit']) >= 7
 
     table = tool.write_table(rows, str(tmp_path / 'table.md'))
     lines = {line.split(' | ')[0][2:]: line for line in table.splitlines()

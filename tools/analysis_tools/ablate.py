@@ -7,7 +7,8 @@ to the paper's Section 4.2 numbers.
 Every (variant, seed) is trained for ``--epochs`` epochs (as
 ``tools/demo.py`` trains) and its final weights evaluated on the val set.
 Each finished row is appended to ``WORK_DIR/results.json`` at once (written
-to a temporary file, then renamed), so nothing measured is lost; a rerun
+to a temporary file, then renamed; with when and where it was trained, see
+:func:`provenance`), so nothing measured is lost; a rerun
 skips the rows already there (same config, seed and epochs). Rows of
 different files that train the same thing (the same model behaviour and
 the same training settings, see :func:`training_fingerprint`; e.g. Table
@@ -198,6 +199,33 @@ def append_result(path: str, row: Dict) -> None:
             os.remove(tmp)
 
 
+def provenance() -> Dict[str, object]:
+    """Where and when a row was trained: UTC time, the CPU (model name,
+    usable cores, torch's threads), torch's version and the repository's
+    commit (None outside a git checkout)."""
+    import platform
+    import subprocess
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f
+                     if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(
+        os, 'sched_getaffinity') else os.cpu_count()
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
+            capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None  # not a git checkout (an installed copy)
+    return dict(finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                machine=f'{cpu}, {cores} cores, {torch.get_num_threads()} '
+                f'torch threads', torch=torch.__version__, commit=commit)
+
+
 def train_variant(config: str, seed: int, epochs: int, data_root: str,
                   work_dir: str) -> Dict[str, float]:
     """Train ``config`` on the shapes data as ``tools/demo.py`` does and
@@ -267,6 +295,7 @@ def run(configs: Sequence[str], seeds: Sequence[int], epochs: int,
             out = osp.join(work_dir, row['variant'], f'seed{seed}')
             row['metrics'] = train(config, seed, epochs, data_root, out)
             row['minutes'] = round((time.time() - start) / 60, 2)
+            row.update(provenance())
             append_result(results, row)
             print(f"[ablate] {row['variant']} seed {seed}: "
                   f"{row['metrics']} ({row['minutes']} min)", flush=True)

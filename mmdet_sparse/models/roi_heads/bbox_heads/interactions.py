@@ -60,6 +60,11 @@ class AttentionInteraction(BaseModule):
     Keys are the RoI features plus a learned embedding of their position,
     values the RoI features; the output is the attention's projection.
 
+    The position embedding ``(S*S, C)`` starts at N(0, 0.02) when the
+    module stands alone; in a :class:`DIIHead`, whose ``init_weights``
+    draws every matrix of the head Xavier-uniform, it starts Xavier-uniform
+    like the attention's projections (bound ``sqrt(6 / (S*S + C))``).
+
     Args:
         in_channels (int): ``C`` (proposal and RoI channels). Defaults to
             256.

@@ -90,3 +90,19 @@ class TestInteractionsInDIIHead(TestCase):
             self.assertEqual(obj.shape, (2, 4, 16))
             keys = set(head.state_dict())
             self.assertFalse(any('dynamic_layer' in k for k in keys))
+
+    def test_head_init_covers_the_position_embedding(self):
+        """DIIHead.init_weights draws every matrix Xavier-uniform, the
+        attention interaction's position embedding included (as
+        documented; the ablation rows were trained so)."""
+        torch.manual_seed(0)
+        head = DIIHead(num_classes=3, in_channels=64, num_heads=2,
+                       feedforward_channels=32,
+                       dynamic_conv_cfg=dict(type='AttentionInteraction',
+                                             num_heads=2))
+        pos = head.instance_interactive_conv.pos_embed
+        self.assertLess(float(pos.std()), 0.03)  # N(0, 0.02) standalone
+        head.init_weights()
+        bound = (6 / (49 + 64)) ** 0.5
+        self.assertLessEqual(float(pos.abs().max()), bound)
+        self.assertAlmostEqual(float(pos.std()), bound / 3**0.5, delta=0.02)
