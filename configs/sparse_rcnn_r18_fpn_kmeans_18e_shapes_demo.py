@@ -4,7 +4,8 @@
 # DatasetProposalInitHook before the first iteration) instead of a grid, for
 # 18 epochs instead of 12 (validated and saved every 6). In a short schedule
 # the boxes move little from where they start (docs/demo.md), so a start at
-# the data's box statistics is worth about 3 AP (docs/ablations.md, Table 6).
+# the data's box statistics is worth about 3 AP after 12 epochs, 1.5 after 6
+# (docs/ablations.md, Table 6, 3 seeds).
 # The 12-epoch grid config stays the base of the ablations.
 _base_ = './sparse_rcnn_r18_fpn_shapes_demo.py'
 
