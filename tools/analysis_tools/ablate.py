@@ -384,7 +384,7 @@ def plot(rows: List[Dict], path: str) -> None:
     import matplotlib.pyplot as plt
     table = sorted(summarize(rows),
                    key=lambda e: _paper_order(_table_of(e['variant'])))
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(table) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(table) + 2), 4))
     for i, e in enumerate(table):
         if e['mAP']:
             ax.bar(i, statistics.fmean(e['mAP']), color='#9ecae1')
